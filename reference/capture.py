@@ -1,0 +1,122 @@
+"""Capture every site of every decoder layer with forward hooks, and cross-check the captures.
+
+One forward pass of the prompt with hooks at all seven sites (see reference.sites) of all layers.
+The captures are checked against each other and against `output_hidden_states` before anything is
+written, so a transformers release that changes the layer's wiring fails loudly here instead of
+producing a wrong golden.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from reference.model import decoder_layers
+from reference.sites import SITE_NAMES, SITES
+
+
+class CaptureConsistencyError(AssertionError):
+    pass
+
+
+@dataclass
+class Captures:
+    arrays: dict[str, np.ndarray]  # "{site}.{layer}" -> [N, d] float32
+    input_ids: list[int]
+    num_layers: int
+    hidden_size: int
+
+    def get(self, site: str, layer: int) -> np.ndarray:
+        return self.arrays[f"{site}.{layer}"]
+
+
+def _first_tensor(value):
+    """Hooks see a Tensor or a tuple whose first item is the Tensor (attention returns (out, weights))."""
+    while isinstance(value, (tuple, list)):
+        value = value[0]
+    return value
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    t = t.detach()
+    if t.dim() == 3:  # [1, N, d]: the batch of one prompt
+        t = t[0]
+    return t.to(device="cpu", dtype=torch.float32).numpy().copy()  # [N, d]
+
+
+def _install(layer: torch.nn.Module, index: int, store: dict[str, np.ndarray]) -> list:
+    handles = []
+    for site in SITES.values():
+        module = layer.get_submodule(site.module) if site.module else layer
+        key = f"{site.name}.{index}"
+        if site.hook == "forward_pre":
+
+            def pre_hook(mod, args, kwargs, key=key):
+                hidden = args[0] if args else kwargs["hidden_states"]
+                store[key] = _to_numpy(_first_tensor(hidden))
+
+            handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
+        else:
+
+            def hook(mod, args, output, key=key):
+                store[key] = _to_numpy(_first_tensor(output))
+
+            handles.append(module.register_forward_hook(hook))
+    return handles
+
+
+def _check(ok: bool, what: str, worst: float) -> None:
+    if not ok:
+        raise CaptureConsistencyError(
+            f"captured activations are inconsistent: {what} (max abs difference {worst:.3g}); "
+            "the decoder layer's wiring differs from Qwen3DecoderLayer's, so no golden is written"
+        )
+
+
+def cross_check(caps: Captures, hidden_states: list[np.ndarray], atol: float) -> None:
+    """resid_pre == hidden_states[N]; resid_mid == resid_pre + attn_out; resid_post == resid_mid + mlp_out."""
+    for n in range(caps.num_layers):
+        pre, mid, post = caps.get("resid_pre", n), caps.get("resid_mid", n), caps.get("resid_post", n)
+        diff = np.abs(pre - hidden_states[n]).max()
+        _check(diff <= atol, f"resid_pre.{n} != output_hidden_states[{n}]", diff)
+        diff = np.abs(mid - (pre + caps.get("attn_out", n))).max()
+        _check(diff <= atol * (1 + np.abs(mid).max()), f"resid_mid.{n} != resid_pre.{n} + attn_out.{n}", diff)
+        diff = np.abs(post - (mid + caps.get("mlp_out", n))).max()
+        _check(diff <= atol * (1 + np.abs(post).max()), f"resid_post.{n} != resid_mid.{n} + mlp_out.{n}", diff)
+        if n + 1 < caps.num_layers:
+            diff = np.abs(post - caps.get("resid_pre", n + 1)).max()
+            _check(diff <= atol, f"resid_post.{n} != resid_pre.{n + 1}", diff)
+
+
+@torch.no_grad()
+def capture_all_sites(model: torch.nn.Module, input_ids: torch.Tensor) -> Captures:
+    """Run input_ids [1, N] once with hooks at every site; return cross-checked float32 captures."""
+    layers = decoder_layers(model)
+    store: dict[str, np.ndarray] = {}
+    handles = [h for i, layer in enumerate(layers) for h in _install(layer, i, store)]
+    try:
+        out = model(input_ids=input_ids, output_hidden_states=True, use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    hidden = [_to_numpy(h) for h in out.hidden_states[: len(layers)]]
+    expected = {f"{s}.{n}" for s in SITE_NAMES for n in range(len(layers))}
+    if set(store) != expected:
+        missing = sorted(expected - set(store))[:5]
+        raise CaptureConsistencyError(f"hooks did not fire for {len(expected - set(store))} site(s), e.g. {missing}")
+    caps = Captures(
+        arrays={k: store[k] for k in sorted(expected, key=_site_order)},
+        input_ids=input_ids[0].tolist(),
+        num_layers=len(layers),
+        hidden_size=hidden[0].shape[-1],
+    )
+    dtype = next(model.parameters()).dtype
+    cross_check(caps, hidden, atol=1e-5 if dtype == torch.float32 else 1e-2)
+    return caps
+
+
+def _site_order(key: str) -> tuple[int, int]:
+    site, layer = key.rsplit(".", 1)
+    return int(layer), SITE_NAMES.index(site)

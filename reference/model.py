@@ -1,0 +1,139 @@
+"""Loading the model the reference runs on: the miniature ('tiny'), a hub id, or a local folder.
+
+Loading uses exactly the calls the assignment asks students to make (`AutoTokenizer` and
+`AutoModelForCausalLM.from_pretrained`), so the same code serves the real Qwen/Qwen3-4B (from the
+user's Hugging Face cache) and the miniature. Bad input raises errors that subclass built-ins and
+say what was expected and what was found; the CLI prints them without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from reference.assignment import MODEL_ID
+from reference.sites import REQUIRED_SUBMODULES
+
+TINY = "tiny"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class UsageError(Exception):
+    """Bad input from the user; the CLI prints the message alone."""
+
+
+class ModelNotFoundError(UsageError, FileNotFoundError):
+    pass
+
+
+class UnsupportedModelError(UsageError, TypeError):
+    pass
+
+
+class DeviceUnavailableError(UsageError, RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: torch.nn.Module  # a *ForCausalLM in eval mode
+    tokenizer: object
+    model_id: str  # what the user asked for: "tiny", a hub id or a path
+    name_or_path: str  # what was loaded
+    revision: str | None  # the snapshot's commit when it came from a hub cache
+    is_miniature: bool
+
+    @property
+    def layers(self) -> torch.nn.ModuleList:
+        return decoder_layers(self.model)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceUnavailableError(
+            f"--device {device} was asked for, but torch {torch.__version__} sees no CUDA device; "
+            "use --device cpu (the miniature runs in seconds on a CPU)"
+        )
+    if device != "cpu" and not device.startswith("cuda"):
+        raise DeviceUnavailableError(f"--device must be cpu, cuda or cuda:N; got {device!r}")
+    return torch.device(device)
+
+
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The ModuleList of decoder layers (`model.model.layers` for *ForCausalLM)."""
+    inner = getattr(model, "model", model)
+    layers = getattr(inner, "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList) or len(layers) == 0:
+        found = [name for name, _ in model.named_children()]
+        raise UnsupportedModelError(
+            f"expected a decoder-only model with `model.layers` (a ModuleList of decoder layers), "
+            f"found {type(model).__name__} with children {found}"
+        )
+    missing = [m for m in REQUIRED_SUBMODULES if not hasattr(layers[0], m)]
+    if missing:
+        found = [name for name, _ in layers[0].named_children()]
+        raise UnsupportedModelError(
+            f"each decoder layer needs {', '.join(REQUIRED_SUBMODULES)} (as Qwen3DecoderLayer has); "
+            f"{type(layers[0]).__name__} lacks {missing} and has {found}"
+        )
+    return layers
+
+
+def _snapshot_revision(path: str) -> str | None:
+    parts = Path(path).resolve().parts
+    return parts[-1] if len(parts) >= 2 and parts[-2] == "snapshots" else None
+
+
+def load(model_id: str = TINY, device: str | None = "cpu", dtype: str = "float32") -> LoadedModel:
+    """Load tokenizer and model as the assignment does; 'tiny' means the bundled miniature."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = resolve_device(device)
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    is_miniature = model_id == TINY
+    if is_miniature:
+        from fixtures import hf_cache
+
+        source = str(hf_cache.snapshot_dir(hf_cache.ensure_hf_home()))
+    else:
+        source = model_id
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+    except (OSError, ValueError) as exc:
+        hf_home = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        raise ModelNotFoundError(
+            f"could not load {model_id!r}: expected a local folder with config.json and weights, or a "
+            f"hub id in the Hugging Face cache at HF_HOME={hf_home}"
+            + (" (HF_HUB_OFFLINE is set, so nothing is downloaded)" if offline else "")
+            + f". transformers said: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
+    model = model.to(dev).eval()
+    decoder_layers(model)  # validate structure early, with a clear message
+    name = getattr(model.config, "_name_or_path", source)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        model_id=MODEL_ID + " (miniature)" if is_miniature else model_id,
+        name_or_path=name,
+        revision=_snapshot_revision(source) if Path(source).exists() else _hub_revision(model_id),
+        is_miniature=is_miniature,
+    )
+
+
+def _hub_revision(model_id: str) -> str | None:
+    """The commit the cache's refs/main points at, if the model came from a hub cache."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        path = try_to_load_from_cache(model_id, "config.json")
+    except Exception:  # noqa: BLE001 - purely informational
+        return None
+    return _snapshot_revision(str(Path(path).parent)) if isinstance(path, str) else None
