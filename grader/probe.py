@@ -20,6 +20,7 @@ STATE_MODULE = "__qgrader_probe__"
 SET_CELL = "__import__('sys').modules.get({m!r}) and setattr(__import__('sys').modules[{m!r}], 'current_cell', {i})"
 PROJECT_PACKAGES = ("reference", "grader", "fixtures")
 MAX_FORWARDS = 64  # forward records kept (generate() makes one per new token)
+MAX_IDS_KEPT = 4096  # token ids kept per forward record, so the grader can rerun a student's own prompt
 
 
 def install(config: dict) -> None:
@@ -108,8 +109,10 @@ def install(config: dict) -> None:
                            "inputs_embeds": kwargs.get("inputs_embeds") is not None}
                     if isinstance(ids, torch.Tensor):
                         flat = ids.detach().to("cpu").reshape(-1, ids.shape[-1])
+                        first = flat[0].tolist()
                         rec.update(shape=list(ids.shape), n_tokens=int(ids.shape[-1]),
-                                   input_ids_sha256=ids_digest(flat[0].tolist()), first_ids=flat[0, :8].tolist())
+                                   input_ids_sha256=ids_digest(first),
+                                   input_ids=first if len(first) <= MAX_IDS_KEPT else None)
                     state.forwards.append(rec)
             except Exception as exc:  # noqa: BLE001
                 state.errors.append(f"forward record: {exc!r}")

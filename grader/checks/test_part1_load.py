@@ -1,0 +1,25 @@
+"""Part 1: load Qwen/Qwen3-4B and its tokenizer."""
+
+import pytest
+
+from reference.assignment import NUM_LAYERS
+
+
+@pytest.mark.check("p1.model_loaded", "Qwen3-4B and its tokenizer are loaded")
+@pytest.mark.points(5)
+def test_model_loaded(ctx, note):
+    model, tokenizer = ctx.execution.model, ctx.execution.tokenizer
+    assert model is not None, (
+        "No Hugging Face model was loaded. Part 1 asks for "
+        "AutoModelForCausalLM.from_pretrained(\"Qwen/Qwen3-4B\")."
+    )
+    assert model.get("class") == "Qwen3ForCausalLM" and model.get("num_layers") == NUM_LAYERS, (
+        f"The loaded model is a {model.get('class')} with {model.get('num_layers')} layers "
+        f"({model.get('name_or_path')}); Part 1 asks for Qwen/Qwen3-4B, a Qwen3ForCausalLM with {NUM_LAYERS} layers."
+    )
+    assert tokenizer is not None, (
+        "The model was loaded but no tokenizer was loaded with from_pretrained; Part 1 asks for "
+        "AutoTokenizer.from_pretrained(\"Qwen/Qwen3-4B\")."
+    )
+    note(f"{model['class']} ({model.get('name_or_path')}) in {model.get('dtype')} on {model.get('device')}; "
+         f"tokenizer {tokenizer.get('class')}.")

@@ -1,0 +1,111 @@
+"""Part 3: forward hooks that save the residual stream entering each of the 36 decoder layers."""
+
+import pytest
+
+from reference.assignment import NUM_LAYERS
+from reference.sites import describe
+
+
+def _ranges(layers):
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    out, run = [], []
+    for n in sorted(layers):
+        if run and n == run[-1] + 1:
+            run.append(n)
+        else:
+            if run:
+                out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+            run = [n]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out)
+
+
+def _no_hooks_message(ctx):
+    if any(f.get("output_hidden_states") for f in ctx.execution.forwards):
+        return ("No forward hooks were registered: you read output_hidden_states instead. It holds the same "
+                "tensors, but Part 3 asks you to register a forward hook on each decoder layer.")
+    return "No forward hooks were registered. Part 3 asks for a forward hook on each of the 36 decoder layers."
+
+
+@pytest.mark.check("p3.hooks_every_layer", "A hook on every one of the 36 decoder layers")
+@pytest.mark.points(10)
+def test_hooks_every_layer(ctx, note):
+    hooks = ctx.hooks
+    assert hooks.total, _no_hooks_message(ctx)
+    if hooks.global_hooks:
+        note("A global module hook sees every layer.")
+        return
+    missing = sorted(set(range(NUM_LAYERS)) - hooks.layers)
+    assert not missing, (
+        f"Hooks were registered on {len(hooks.layers)} of the {NUM_LAYERS} decoder layers "
+        f"({_ranges(hooks.layers) or 'none'}); layers {_ranges(missing)} have none. Registered: {hooks.describe()}."
+    )
+    note(f"Registered: {hooks.describe()}.")
+
+
+@pytest.mark.check("p3.hook_site", "Hooks are placed where the layer's input can be read")
+@pytest.mark.points(10)
+def test_hook_site(ctx, note):
+    hooks = ctx.hooks
+    assert hooks.total, _no_hooks_message(ctx)
+    if hooks.global_hooks and not hooks.by_layer:
+        note("Global module hooks can read every layer's input.")
+        return
+    wrong = sorted(set(range(NUM_LAYERS)) - hooks.reads_target)
+    assert not wrong, (
+        f"Your hooks are registered as {hooks.describe()}. None of them can read the input of "
+        f"layer{'s' if len(wrong) > 1 else ''} {_ranges(wrong)}. The residual stream entering a decoder layer is the "
+        "first argument of the layer's forward: read it with a forward pre-hook on model.model.layers[i] "
+        "(args[0]) or on its input_layernorm, or with a forward hook on either that reads its input."
+    )
+    note(f"Registered: {hooks.describe()}.")
+
+
+@pytest.mark.check("p3.captures_match", "Captured tensors equal the residual stream entering each layer")
+@pytest.mark.points(15)
+def test_captures_match(ctx, note):
+    cmp = ctx.comparison.captures
+    assert cmp is not None, (
+        "No captured activations were found after the notebook ran: expected a dict indexed by layer number "
+        f"(0..{NUM_LAYERS - 1}) holding one tensor of shape [1, 404, hidden] (or [404, hidden]) per layer."
+        + (f" {ctx.execution.reason}." if ctx.execution.status != "ok" else "")
+    )
+    where = f"`{cmp.variable}`"
+    if cmp.reference == "none":
+        pytest.fail(f"{where} holds {cmp.n_tokens} tokens per layer; {cmp.note}.")
+    layers = cmp.layers
+    special = {ls.site for ls in layers} & {"generate_step", "shape_mismatch"}
+    if "generate_step" in special:
+        ls = next(ls for ls in layers if ls.site == "generate_step")
+        pytest.fail(f"{where} holds one token per layer (shape {ls.shape}): your hooks overwrote the dict on every "
+                    "forward call, so it kept the last step of generate(). Run the prompt once with model(...) "
+                    "instead, or only save the first call.")
+    present = {ls.layer for ls in layers}
+    if cmp.n_correct == NUM_LAYERS and present == set(range(NUM_LAYERS)):
+        note(f"All {NUM_LAYERS} layers in {where} equal resid_pre"
+             + (f" ({cmp.note})" if cmp.note else "") + (" (keys 1..36 read as layers 0..35)" if cmp.key_base else "") + ".")
+        return
+    wrong = [ls for ls in layers if not ls.correct]
+    dominant_site, offset = cmp.dominant
+    example = next((ls for ls in wrong if ls.layer == 7), wrong[0] if wrong else None)
+    if example is not None and example.site not in ("unknown", "shape_mismatch") and example.matched_layer is not None:
+        found = describe(example.site, example.matched_layer)
+        msg = (f"Your layer {example.layer} capture equals {found}, not {describe('resid_pre', example.layer)}.")
+        same = sum(1 for ls in wrong if ls.site == example.site and
+                   (ls.matched_layer or 0) - ls.layer == example.matched_layer - example.layer)
+        if same > 1:
+            msg += f" The same holds for {same} of your {len(layers)} captured layers."
+        if example.site == "resid_post" or example.matched_layer != example.layer:
+            msg += (" A layer's output is the next layer's input, so this is off by one layer: hook the input of"
+                    " each layer, not its output.")
+    elif example is not None:
+        msg = (f"Your layer {example.layer} capture (shape {example.shape}) matches none of the activations of that "
+               f"layer" + (f"; the closest is {example.nearest} (median relative difference {example.error:.2g})"
+                           if example.error is not None else "") + ".")
+    else:
+        msg = ""
+    missing = sorted(set(range(NUM_LAYERS)) - present)
+    if missing:
+        msg += f" Layers {_ranges(missing)} were not captured ({len(present)} of {NUM_LAYERS} present in {where})."
+    pytest.fail(msg.strip())

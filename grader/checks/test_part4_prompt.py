@@ -1,0 +1,30 @@
+"""Part 4: run the assignment's prompt (404 tokens) through the model."""
+
+import pytest
+
+from reference.assignment import NUM_TOKENS
+
+
+@pytest.mark.check("p4.prompt_exact", "The assignment's 404-token prompt was run")
+@pytest.mark.points(10)
+def test_prompt_exact(ctx, note):
+    prompt = ctx.comparison.prompt
+    if prompt.ran_golden:
+        note("The model ran on exactly the 404 prompt tokens"
+             + (" (first as the prompt of generate())." if prompt.from_generate else "."))
+        return
+    caps = ctx.comparison.captures
+    if caps is not None and caps.reference == "prompt" and caps.n_correct:
+        note("The forward call was not recorded, but your captures equal the reference run on the 404 prompt tokens.")
+        return
+    assert prompt.n_forwards, (
+        "The model was never called on a prompt (no forward pass was recorded). Part 4 asks you to pass the "
+        "prompt through the model: inputs = tokenizer(prompt, return_tensors=\"pt\"); model(**inputs)."
+    )
+    counts = ", ".join(str(c) for c in prompt.token_counts) or "unknown"
+    detail = f" {prompt.first_difference}." if prompt.first_difference else ""
+    pytest.fail(
+        f"The model ran on {counts} tokens, but not on the assignment's {NUM_TOKENS} prompt tokens.{detail} "
+        "Use the prompt string exactly as given, tokenized with tokenizer(prompt, return_tensors=\"pt\") and no "
+        "chat template."
+    )

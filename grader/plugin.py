@@ -1,0 +1,130 @@
+"""The pytest plugin that turns the rubric's test functions into scored checks.
+
+A check is a test function in grader/checks/ marked with its stable id, title and points:
+
+    @pytest.mark.check("p3.hook_site", "Hooks read each decoder layer's input")
+    @pytest.mark.points(10)
+    def test_hook_site(ctx, note): ...
+
+The assertion message is the feedback the student reads (pytest's own explanation of the failed
+expression is cut off). `note(text)` adds feedback to a passing check. `@pytest.mark.manual`
+marks a check a TA scores by hand: it runs to show the evidence, and scores 0 until then.
+Points come from the marker unless the rubric (rubric.toml) overrides them or disables the check.
+All state lives in `config.stash`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+CONTEXT_KEY = pytest.StashKey[object]()
+RUBRIC_KEY = pytest.StashKey[dict]()
+RESULTS_KEY = pytest.StashKey[list]()
+
+
+@dataclass
+class CheckResult:
+    id: str
+    title: str
+    max_points: float
+    points: float
+    status: str  # "passed", "failed", "manual", "error"
+    feedback: str
+    manual: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def output(self) -> str:
+        return "\n".join([self.feedback, *self.notes]).strip()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "check(id, title): the stable check id and a short title")
+    config.addinivalue_line("markers", "points(n): default points of a check")
+    config.addinivalue_line("markers", "manual: scored by a TA; the check shows the evidence")
+    config.stash.setdefault(RESULTS_KEY, [])
+
+
+def _marker_arg(item: pytest.Item, name: str, index: int = 0, default=None):
+    marker = item.get_closest_marker(name)
+    return marker.args[index] if marker and len(marker.args) > index else default
+
+
+def check_id(item: pytest.Item) -> str:
+    cid = _marker_arg(item, "check")
+    if cid is None:
+        raise pytest.UsageError(f"{item.nodeid} has no @pytest.mark.check(id, title) marker")
+    return cid
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop checks the rubric disables; run the rest in check-id order."""
+    rubric = config.stash.get(RUBRIC_KEY, {})
+    kept, dropped = [], []
+    for item in items:
+        entry = rubric.get(check_id(item), {})
+        (dropped if entry.get("enabled", True) is False else kept).append(item)
+    from grader.rubric import CHECK_IDS
+
+    kept.sort(key=lambda item: (CHECK_IDS.index(check_id(item)) if check_id(item) in CHECK_IDS else 99, check_id(item)))
+    items[:] = kept
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+
+
+@pytest.fixture
+def ctx(request: pytest.FixtureRequest):
+    """The submission being judged: execution record, comparison, executed notebook, files."""
+    return request.config.stash[CONTEXT_KEY]
+
+
+@pytest.fixture
+def note(request: pytest.FixtureRequest):
+    notes: list[str] = []
+    request.node.stash[_NOTES] = notes
+    return notes.append
+
+
+_NOTES = pytest.StashKey[list]()
+
+
+def _feedback(excinfo) -> str:
+    """The assertion message alone, without pytest's rewritten-expression explanation."""
+    text = str(excinfo.value)
+    for marker in ("\nassert ", "\n+  where", "\nassert\n"):
+        text = text.split(marker)[0]
+    return text.strip() or "this check failed"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "setup" and report.passed:
+        return
+    if report.when == "teardown":
+        return
+    rubric = item.config.stash.get(RUBRIC_KEY, {})
+    cid = check_id(item)
+    entry = rubric.get(cid, {})
+    max_points = float(entry.get("points", _marker_arg(item, "points", default=0)))
+    manual = item.get_closest_marker("manual") is not None
+    notes = item.stash.get(_NOTES, [])
+    title = _marker_arg(item, "check", 1, default=cid)
+    if report.passed:
+        status, points, feedback = ("manual" if manual else "passed"), (0.0 if manual else max_points), ""
+    elif call.excinfo is not None and call.excinfo.errisinstance((AssertionError, pytest.fail.Exception)):
+        status, points, feedback = ("manual" if manual else "failed"), 0.0, _feedback(call.excinfo)
+    else:
+        err = call.excinfo.exconly() if call.excinfo else report.longreprtext[-500:]
+        status, points = "error", 0.0
+        feedback = f"The grader could not run this check ({err}). This is a grader problem, not yours; a TA will review it."
+    if manual:
+        prefix = "Graded by hand by a TA; 0 points until then."
+        feedback = f"{prefix} {feedback}".strip()
+    item.config.stash[RESULTS_KEY].append(
+        CheckResult(id=cid, title=title, max_points=max_points, points=points, status=status,
+                    feedback=feedback, manual=manual, notes=list(notes))
+    )
