@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="submissions graded at once (default: CPUs)")
     p.add_argument("--cell-timeout", type=float, default=300.0, help="seconds per cell (default 300)")
     p.add_argument("--timeout", type=float, default=1200.0, help="seconds per notebook (default 1200)")
+    p.add_argument("--memory", type=float, default=None, metavar="GB",
+                   help="address-space limit of each student kernel (default 8 for the miniature, none otherwise; 0: none)")
+    p.add_argument("--no-isolation", action="store_true",
+                   help="do not run kernels as an unprivileged user in namespaces (resource limits still apply)")
     p.add_argument("--resume", action="store_true", help="skip submissions already graded in --out")
     p.add_argument("--shard", type=_shard, help="grade the K-th of N slices (K/N), e.g. for a Slurm array")
     p.add_argument("--rubric", type=Path, help="a rubric.toml overriding points or disabling checks")
@@ -63,9 +67,19 @@ def hf_home_for(model: str) -> Path | None:
     return Path(env) if env else Path.home() / ".cache" / "huggingface"
 
 
-def execute_config(args, workers: int) -> ExecuteConfig:
+def execute_config(args, workers: int, hide: list[Path] = (), log=print) -> ExecuteConfig:
+    """Execution settings, with the sandbox mode decided once for the whole run (and said once)."""
+    from fixtures.hf_cache import default_cache_root
+    from grader.sandbox import GB, Sandbox, SandboxConfig
+
+    memory = args.memory if args.memory is not None else (8 if args.model == "tiny" else 0)
+    sandbox_cfg = SandboxConfig(memory_bytes=int(memory * GB) or None, isolate=not args.no_isolation,
+                                hide=[str(p) for p in [*hide, default_cache_root()]])
+    sandbox = Sandbox.detect(sandbox_cfg)
+    log(f"sandbox: {sandbox.message}")
     return ExecuteConfig(hf_home=hf_home_for(args.model), cell_timeout=args.cell_timeout,
-                         notebook_timeout=args.timeout, threads=max(1, (os.cpu_count() or 1) // max(1, workers)))
+                         notebook_timeout=args.timeout, threads=max(1, (os.cpu_count() or 1) // max(1, workers)),
+                         sandbox=sandbox_cfg, sandbox_mode=sandbox.mode)
 
 
 def run_grade(args) -> int:
@@ -90,9 +104,11 @@ def run_grade(args) -> int:
         store = GoldenStore(args.model, device=args.device)
         golden = store.get()  # computed once here, before workers start
         print(f"golden ready: {golden.num_layers} layers x {golden.n_tokens} tokens ({golden.model_id})")
+        args.out.mkdir(parents=True, exist_ok=True)
+        inputs = [p.resolve() if p.is_dir() else p.resolve().parent for p in args.paths if p.exists()]
         cfg = BatchConfig(out=args.out, workers=workers, model=args.model, device=args.device, rubric=args.rubric,
                           resume=args.resume, shard=args.shard, report=not args.no_report,
-                          execute=execute_config(args, workers))
+                          execute=execute_config(args, workers, hide=[args.out.resolve(), *inputs]))
         outcomes = Batch(cfg).run(subs)
     finally:
         discovery.cleanup()

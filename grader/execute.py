@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nbformat
@@ -25,6 +25,7 @@ import nbformat
 from grader import probe
 from grader.kernel import CellOutcome, HiddenCodeError, KernelConfig, KernelDiedError, KernelSession
 from grader.records import CellRecord, ExecutionRecord, write_atomic, write_json
+from grader.sandbox import Sandbox, SandboxConfig, UidLease
 from grader.submissions import Submission, parse_canvas_name
 
 PROBE_SOURCE = Path(probe.__file__).read_text()
@@ -43,6 +44,8 @@ class ExecuteConfig:
     threads: int = 1  # torch/OpenMP threads inside the kernel
     probe_timeout: float = 300.0  # seconds for the hidden install / extract steps
     kernel: KernelConfig = field(default_factory=KernelConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    sandbox_mode: str = "limits"  # "isolated" or "limits", decided once per run by Sandbox.detect
     extra_env: dict[str, str] = field(default_factory=dict)
     keep_workdir: bool = False  # for debugging
 
@@ -54,6 +57,8 @@ def kernel_env(cfg: ExecuteConfig, workdir: Path) -> dict[str, str]:
     threads = str(max(1, cfg.threads))
     env.update({
         "HOME": str(workdir),
+        "USER": "student",
+        "LOGNAME": "student",
         "MPLBACKEND": "Agg",
         "MPLCONFIGDIR": str(workdir / ".config" / "matplotlib"),
         "IPYTHONDIR": str(workdir / ".ipython"),
@@ -143,15 +148,21 @@ class Executor:
             rec = ExecutionRecord(sub.id, "ok", "the notebook has no code cells", limits=limits, notes=list(sub.notes))
             write_atomic(out_dir / "executed.ipynb", nbformat.writes(nb))
             return self._finish(rec, out_dir, t0)
-        workdir = Path(tempfile.mkdtemp(prefix=f"qgrader-{sub.id[:40]}-"))
+        sandbox = Sandbox(self.cfg.sandbox, self.cfg.sandbox_mode, "")
+        limits.update(sandbox=sandbox.mode, memory_bytes=self.cfg.sandbox.memory_bytes,
+                      file_bytes=self.cfg.sandbox.file_bytes, nproc=self.cfg.sandbox.nproc)
+        lease = UidLease(self.cfg.sandbox.uids) if sandbox.isolated else None
+        workdir = Path(tempfile.mkdtemp(prefix="qgrader-", dir=sandbox.workdir_base()))
         try:
-            rec = self._execute(sub, nb, workdir, out_dir, limits)
+            rec = self._execute(sub, nb, workdir, out_dir, limits, sandbox, lease.uid if lease else None)
         except Exception as exc:  # noqa: BLE001 - a grader bug still ends as a result
             rec = ExecutionRecord(sub.id, "grader_error", f"the grader failed: {exc.__class__.__name__}: {exc}",
                                   limits=limits, notes=list(sub.notes) + [traceback.format_exc()[-2000:]])
         finally:
             if not self.cfg.keep_workdir:
                 shutil.rmtree(workdir, ignore_errors=True)
+            if lease:
+                lease.release()
         return self._finish(rec, out_dir, t0)
 
     def _finish(self, rec: ExecutionRecord, out_dir: Path, t0: float) -> ExecutionRecord:
@@ -159,7 +170,8 @@ class Executor:
         write_json(out_dir / "execution.json", rec.to_json())
         return rec
 
-    def _execute(self, sub: Submission, nb, workdir: Path, out_dir: Path, limits: dict) -> ExecutionRecord:
+    def _execute(self, sub: Submission, nb, workdir: Path, out_dir: Path, limits: dict, sandbox: Sandbox,
+                 uid: int | None) -> ExecutionRecord:
         cfg = self.cfg
         self._attached = {}
         for f in sub.attachments:
@@ -167,11 +179,22 @@ class Executor:
             target = workdir / (canvas.filename if canvas else f.name)
             shutil.copyfile(f, target)
             self._attached[target.name] = _digest(target)
+        conn_dir = workdir / ".kernel"
+        conn_dir.mkdir()
+        if uid is not None:
+            for path in [workdir, conn_dir, *workdir.iterdir()]:
+                sandbox.give_to_kernel(path, uid) if path.is_dir() else os.chown(path, uid, cfg.sandbox.gid)
+        cpu = int((cfg.notebook_timeout + 2 * cfg.probe_timeout) * max(1, cfg.threads) + 120)
+        kcfg = replace(cfg.kernel, cell_timeout=cfg.cell_timeout, output_cap_bytes=cfg.output_cap_bytes,
+                       argv_prefix=sandbox.kernel_prefix(cpu, chown=[], uid=uid,
+                                                         keep=[cfg.hf_home] if cfg.hf_home else []),
+                       transport=sandbox.transport,
+                       connection_dir=str(conn_dir))
         nonce = secrets.token_hex(8)
         probe_cfg = {"nonce": nonce, "out_dir": str(workdir / PROBE_OUT), "max_extract_bytes": cfg.max_extract_bytes}
         rec = ExecutionRecord(sub.id, "ok", "", limits=limits, notes=list(sub.notes))
         budget_end = None
-        with KernelSession(nb, workdir, kernel_env(cfg, workdir), cfg.kernel) as kernel:
+        with KernelSession(nb, workdir, kernel_env(cfg, workdir), kcfg) as kernel:
             try:
                 kernel.run_hidden(_hidden_call("install", probe_cfg), timeout=cfg.probe_timeout)
             except (HiddenCodeError, TimeoutError) as exc:
@@ -192,9 +215,10 @@ class Executor:
                     kernel.run_hidden(probe.SET_CELL.format(m=probe.STATE_MODULE, i=index), timeout=30)
                     outcome = kernel.run_cell(index, min(cfg.cell_timeout, remaining))
                 except KernelDiedError:
+                    how = kernel.exit_description()
                     rec.cells.append(CellRecord(index, cell.get("execution_count"), 0.0, "DeadKernelError",
-                                                "the kernel died while running this cell"))
-                    stopped = ("kernel_died", f"the kernel died in cell {index}")
+                                                f"the kernel {how} while running this cell"))
+                    stopped = ("kernel_died", f"the kernel died in cell {index}: it {how}")
                     break
                 rec.cells.append(self._cell_record(outcome, cell, kernel))
                 if outcome.timed_out:

@@ -39,7 +39,7 @@ class KernelConfig:
     interrupt_grace: float = 10.0  # seconds an interrupted kernel gets to become idle before it is killed
     argv_prefix: list[str] = field(default_factory=list)  # sandbox wrapper in front of the kernel command
     transport: str = "tcp"  # "ipc" (unix sockets) where the kernel has no network
-    extra_env: dict[str, str] = field(default_factory=dict)
+    connection_dir: str | None = None  # where the connection file and ipc sockets live (default: jupyter's)
 
 
 class _SpecManager(KernelSpecManager):
@@ -49,7 +49,9 @@ class _SpecManager(KernelSpecManager):
 
     def get_kernel_spec(self, kernel_name):
         argv = [*self.argv_prefix, sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-        return KernelSpec(argv=argv, display_name="grader", language="python", resource_dir="", env={})
+        # interrupt by message, not by signal: a signal to the process group would reach the sandbox wrapper
+        return KernelSpec(argv=argv, display_name="grader", language="python", resource_dir="", env={},
+                          interrupt_mode="message")
 
     def find_kernel_specs(self):
         return {KERNEL_NAME: ""}
@@ -96,8 +98,10 @@ class KernelSession:
         spec_manager = _SpecManager()
         spec_manager.argv_prefix = list(cfg.argv_prefix)
         self.km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=spec_manager, transport=cfg.transport)
+        if cfg.connection_dir:
+            self.km.connection_file = str(Path(cfg.connection_dir) / "kernel.json")
         if cfg.transport == "ipc":
-            self.km.ip = str(self.cwd.parent / f"kernel-{self.cwd.name}")  # unix socket path prefix
+            self.km.ip = str(Path(cfg.connection_dir or self.cwd) / "ipc")  # unix socket path prefix
         self.client = CappedClient(
             nb, km=self.km, timeout=int(cfg.cell_timeout), allow_errors=True, interrupt_on_timeout=False,
             startup_timeout=int(cfg.startup_timeout), record_timing=False, output_cap_bytes=cfg.output_cap_bytes,
@@ -126,6 +130,26 @@ class KernelSession:
             return not self.dead and self.km.has_kernel and bool(run_sync(self.km.is_alive)())
         except Exception:  # noqa: BLE001
             return False
+
+    def exit_description(self) -> str:
+        """How the kernel process ended, in words: 'was killed by SIGKILL', 'exited with code 1'."""
+        import signal
+
+        proc = getattr(getattr(self.km, "provisioner", None), "process", None)
+        code = None
+        for _ in range(20):  # the process may take a moment to be reaped
+            code = proc.poll() if proc is not None else None
+            if code is not None:
+                break
+            time.sleep(0.1)
+        if code is None:
+            return "stopped responding"
+        if code < 0:
+            name = signal.Signals(-code).name
+            why = {"SIGKILL": " (killed from outside, e.g. for memory)", "SIGSEGV": " (a segmentation fault)",
+                   "SIGXCPU": " (it used up its CPU-time limit)", "SIGABRT": " (it aborted)"}.get(name, "")
+            return f"was killed by {name}{why}"
+        return f"exited with code {code}" + (" (os._exit() or a crash in native code)" if code else "")
 
     def kill(self) -> None:
         """Kill the kernel's whole process group, whatever state it is in."""

@@ -22,6 +22,7 @@ import pytest
 CONTEXT_KEY = pytest.StashKey[object]()
 RUBRIC_KEY = pytest.StashKey[dict]()
 RESULTS_KEY = pytest.StashKey[list]()
+MANUAL_PREFIX = "Graded by hand by a TA; 0 points until then."
 
 
 @dataclass
@@ -122,8 +123,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         status, points = "error", 0.0
         feedback = f"The grader could not run this check ({err}). This is a grader problem, not yours; a TA will review it."
     if manual:
-        prefix = "Graded by hand by a TA; 0 points until then."
-        feedback = f"{prefix} {feedback}".strip()
+        feedback = f"{MANUAL_PREFIX} {feedback}".strip()
     item.config.stash[RESULTS_KEY].append(
         CheckResult(id=cid, title=title, max_points=max_points, points=points, status=status,
                     feedback=feedback, manual=manual, notes=list(notes))

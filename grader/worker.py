@@ -55,8 +55,14 @@ def execute_config_to_dict(cfg: ExecuteConfig) -> dict:
 
 
 def execute_config_from_dict(d: dict) -> ExecuteConfig:
+    from grader.sandbox import SandboxConfig
+
     d = dict(d)
     d["kernel"] = KernelConfig(**d.get("kernel", {}))
+    sandbox = dict(d.get("sandbox", {}))
+    if "uids" in sandbox:
+        sandbox["uids"] = tuple(sandbox["uids"])
+    d["sandbox"] = SandboxConfig(**sandbox)
     d["hf_home"] = Path(d["hf_home"]) if d.get("hf_home") else None
     return ExecuteConfig(**d)
 
