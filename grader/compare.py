@@ -288,8 +288,11 @@ def _judge_projections(cand: dict, arrays: dict[int, np.ndarray], captures: Capt
     converted = {k: _as_3xn(v) for k, v in arrays.items()}
     layouts = Counter(layout for _, layout in converted.values())
     layout = layouts.most_common(1)[0][0]
+    # N is the number of tokens the student ran: a prompt mistake costs Part 4, not this check too
+    n_expected = captures.n_tokens if captures is not None and captures.reference == "student_prompt" \
+        else golden.n_tokens
     shape_ok = (layout == "3xN" and len(keys) == golden.num_layers
-                and all(v is not None and v.shape[1] == golden.n_tokens and arrays[k].ndim == 2
+                and all(v is not None and v.shape[1] == n_expected and arrays[k].ndim == 2
                         for k, (v, _) in converted.items()))
     devs = [float(np.max(np.abs(np.linalg.norm(v.astype(np.float64), axis=0) - 1.0)))
             for v, _ in converted.values() if v is not None]

@@ -239,11 +239,31 @@ class Executor:
             first = rec.cell_errors[0]
             rec.reason = (f"{len(rec.cell_errors)} cell(s) raised an error; the first, cell {first.index}: "
                           f"{first.ename}: {(first.evalue or '')[:160]}")
+            limits_hit = [f"cell {c.index} {why}" for c in rec.cell_errors if (why := self._limit_hit(c))]
+            if limits_hit:
+                rec.reason += "; " + "; ".join(limits_hit[:3])
         elif rec.status == "ok" and not rec.reason:
             rec.reason = f"all {len(rec.cells)} code cells ran without errors"
         if rec.tampered and rec.status in ("ok", "cell_errors"):
             rec.status, rec.reason = "tampered", "the notebook interfered with the grader's recording: " + "; ".join(rec.tampered)
         return rec
+
+    def _limit_hit(self, cell: CellRecord) -> str | None:
+        """A TA-readable phrase when a cell error came from one of the sandbox's limits."""
+        text = f"{cell.ename}: {cell.evalue}"
+        sb = self.cfg.sandbox
+        if cell.ename == "MemoryError" or "can't allocate memory" in text or "Cannot allocate memory" in text:
+            limit = f"{sb.memory_bytes / (1 << 30):g} GB" if sb.memory_bytes else "the machine's memory"
+            return f"ran out of memory (a student kernel may use at most {limit})"
+        if "File too large" in text or "Errno 27" in text:
+            return f"hit the file size limit ({sb.file_bytes >> 20} MB per file)"
+        if cell.ename == "BlockingIOError" or "Resource temporarily unavailable" in text:
+            return f"hit the process limit ({sb.nproc} processes and threads)"
+        if "Network is unreachable" in text or "Name or service not known" in text or "Temporary failure in name" in text:
+            return "tried to use the network, which student kernels do not have"
+        if cell.ename == "PermissionError":
+            return "was denied access to a file outside its working directory"
+        return None
 
     @staticmethod
     def _cell_record(outcome: CellOutcome, cell, kernel: KernelSession) -> CellRecord:

@@ -45,6 +45,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "check(id, title): the stable check id and a short title")
     config.addinivalue_line("markers", "points(n): default points of a check")
     config.addinivalue_line("markers", "manual: scored by a TA; the check shows the evidence")
+    config.addinivalue_line("markers", "reference_answerable: the project's reference code could pass this check "
+                            "for the student; no credit when the notebook imports it")
     config.stash.setdefault(RESULTS_KEY, [])
 
 
@@ -114,7 +116,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     manual = item.get_closest_marker("manual") is not None
     notes = item.stash.get(_NOTES, [])
     title = _marker_arg(item, "check", 1, default=cid)
-    if report.passed:
+    ctx = item.config.stash.get(CONTEXT_KEY, None)
+    imported = list(getattr(getattr(ctx, "execution", None), "project_imports", None) or [])
+    if report.passed and imported and item.get_closest_marker("reference_answerable"):
+        status, points = "failed", 0.0
+        feedback = (f"Your notebook imports the grader's own code ({', '.join(imported[:3])}), which can produce this "
+                    "result by itself, so this check cannot credit your work. A TA will review it.")
+    elif report.passed:
         status, points, feedback = ("manual" if manual else "passed"), (0.0 if manual else max_points), ""
     elif call.excinfo is not None and call.excinfo.errisinstance((AssertionError, pytest.fail.Exception)):
         status, points, feedback = ("manual" if manual else "failed"), 0.0, _feedback(call.excinfo)

@@ -5,6 +5,7 @@ import pytest
 from reference.assignment import NUM_LAYERS
 
 
+@pytest.mark.reference_answerable
 @pytest.mark.check("p1.model_loaded", "Qwen3-4B and its tokenizer are loaded")
 @pytest.mark.points(5)
 def test_model_loaded(ctx, note):

@@ -28,6 +28,7 @@ def _no_hooks_message(ctx):
     return "No forward hooks were registered. Part 3 asks for a forward hook on each of the 36 decoder layers."
 
 
+@pytest.mark.reference_answerable
 @pytest.mark.check("p3.hooks_every_layer", "A hook on every one of the 36 decoder layers")
 @pytest.mark.points(10)
 def test_hooks_every_layer(ctx, note):
@@ -44,6 +45,7 @@ def test_hooks_every_layer(ctx, note):
     note(f"Registered: {hooks.describe()}.")
 
 
+@pytest.mark.reference_answerable
 @pytest.mark.check("p3.hook_site", "Hooks are placed where the layer's input can be read")
 @pytest.mark.points(10)
 def test_hook_site(ctx, note):
@@ -62,6 +64,7 @@ def test_hook_site(ctx, note):
     note(f"Registered: {hooks.describe()}.")
 
 
+@pytest.mark.reference_answerable
 @pytest.mark.check("p3.captures_match", "Captured tensors equal the residual stream entering each layer")
 @pytest.mark.points(15)
 def test_captures_match(ctx, note):

@@ -5,6 +5,7 @@ import pytest
 from reference.assignment import NUM_TOKENS
 
 
+@pytest.mark.reference_answerable
 @pytest.mark.check("p4.prompt_exact", "The assignment's 404-token prompt was run")
 @pytest.mark.points(10)
 def test_prompt_exact(ctx, note):

@@ -15,6 +15,7 @@ def _projections(ctx):
     return proj
 
 
+@pytest.mark.reference_answerable
 @pytest.mark.check("p5.projection_shape", "A 3 x N projection for each layer")
 @pytest.mark.points(5)
 def test_projection_shape(ctx, note):
@@ -29,6 +30,7 @@ def test_projection_shape(ctx, note):
     note(f"`{proj.variable}`: {NUM_LAYERS} layers of shape {proj.shapes[0]}.")
 
 
+@pytest.mark.reference_answerable
 @pytest.mark.check("p5.unit_norm", "Each projected token has unit norm")
 @pytest.mark.points(5)
 def test_unit_norm(ctx):
@@ -40,6 +42,7 @@ def test_unit_norm(ctx):
     )
 
 
+@pytest.mark.reference_answerable
 @pytest.mark.check("p5.projection_match", "Projections match the reference PCA (up to the sign of each component)")
 @pytest.mark.points(15)
 def test_projection_match(ctx, note):
@@ -50,12 +53,10 @@ def test_projection_match(ctx, note):
     assert judged, f"None of the layers of `{proj.variable}` could be compared: {proj.layers[0].note if proj.layers else ''}"
     failed = [lp for lp in proj.layers if not lp.passed]
     notes = [lp for lp in proj.layers if lp.passed and lp.note]
-    if not failed and len(proj.layers) >= NUM_LAYERS:
+    if not failed:  # layers that are missing cost p5.projection_shape, not this check too
         note(f"All {len(proj.layers)} layers match {against}; the worst layer's 95th-percentile token angle is "
              f"{proj.worst[0].p95_deg:.2f} degrees." + (f" Layer {notes[0].layer}: {notes[0].note}." if notes else ""))
         return
-    if not failed:
-        pytest.fail(f"`{proj.variable}` has {len(proj.layers)} layers; expected {NUM_LAYERS}.")
     worst = sorted(failed, key=lambda lp: -(lp.p95_deg or 1e9))[:3]
     detail = "; ".join(
         f"layer {lp.layer}: median {lp.median_deg:.1f} deg, 95th percentile {lp.p95_deg:.1f} deg"
@@ -69,6 +70,7 @@ def test_projection_match(ctx, note):
     )
 
 
+@pytest.mark.reference_answerable
 @pytest.mark.check("p5.gif", "tokens.gif with one frame per layer")
 @pytest.mark.points(5)
 def test_gif(ctx, note):
