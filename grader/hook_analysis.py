@@ -14,6 +14,7 @@ class HookSummary:
     by_layer: dict[int, list[dict]] = field(default_factory=dict)
     global_hooks: list[dict] = field(default_factory=list)
     other: list[dict] = field(default_factory=list)  # hooks outside the decoder layers
+    library: list[dict] = field(default_factory=list)  # registered by torch/transformers, not the student
     reads_target: set[int] = field(default_factory=set)  # layers with a hook that can read resid_pre
     placements: Counter = field(default_factory=Counter)  # "model.layers.N.mlp (forward hook)" -> count
 
@@ -26,6 +27,17 @@ class HookSummary:
         return "; ".join(f"{n} x {where}" for where, n in self.placements.most_common())
 
 
+def layer_ranges(layers) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    spans: list[list[int]] = []
+    for n in sorted(set(layers)):
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
 KIND_WORDS = {
     "forward": "forward hook",
     "forward_pre": "forward pre-hook",
@@ -35,8 +47,11 @@ KIND_WORDS = {
 
 
 def summarize(hooks: list[dict]) -> HookSummary:
-    summary = HookSummary(total=len(hooks))
-    for h in hooks:
+    """Only the student's own registrations count; hooks that torch or transformers registered
+    internally (e.g. to collect output_hidden_states) are kept apart in `library`."""
+    own = [h for h in hooks if h.get("origin", "student") == "student"]
+    summary = HookSummary(total=len(own), library=[h for h in hooks if h.get("origin", "student") != "student"])
+    for h in own:
         kind = h.get("kind", "forward")
         words = KIND_WORDS.get(kind, kind) + (", with_kwargs" if h.get("with_kwargs") else "")
         if kind.startswith("global"):

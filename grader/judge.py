@@ -105,6 +105,8 @@ def judge(submission: dict, out_dir: Path, store: GoldenStore, rubric: dict, rep
         "captures_layers_correct": caps.n_correct if caps else 0,
         "hook_sites": dict(hooks.placements),
         "gif_frames": found.gif.frames,
+        "answer": found.answer,
+        "diagrams": found.diagrams,
         "prompt_tokens": comparison.prompt.token_counts if comparison else [],
         "ran_golden_prompt": comparison.prompt.ran_golden if comparison else False,
         "uses_reference": bool(rec.project_imports),
@@ -158,8 +160,8 @@ def gradescope_results(grade: Grade) -> dict:
         "output": output,
         "tests": tests,
         "extra_data": {**grade.extra, "checks": [
-            {"id": c.id, "status": c.status, "points": c.points, "max_points": c.max_points, "manual": c.manual}
-            for c in grade.checks]},
+            {"id": c.id, "title": c.title, "status": c.status, "points": c.points, "max_points": c.max_points,
+             "manual": c.manual} for c in grade.checks]},
     }
 
 

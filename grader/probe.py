@@ -52,6 +52,22 @@ def install(config: dict) -> None:
     module_cls = torch.nn.Module
     module_mod = torch.nn.modules.module
 
+    import os
+
+    library_dirs = tuple(os.path.dirname(m.__file__) + os.sep for m in (torch, transformers))
+
+    def origin() -> str:
+        """'student', or the library that registered the hook itself (transformers records
+        output_hidden_states with hooks of its own)."""
+        frame = sys._getframe(2)
+        while frame is not None and frame.f_code.co_filename.startswith(library_dirs[0]):
+            frame = frame.f_back  # torch's own helpers: look at who called them
+        name = frame.f_code.co_filename if frame is not None else ""
+        for lib, path in zip(("torch", "transformers"), library_dirs):
+            if name.startswith(path):
+                return lib
+        return "student"
+
     def wrap_register(kind: str, original):
         @functools.wraps(original)
         def register(self, hook, *args, **kwargs):
@@ -61,6 +77,7 @@ def install(config: dict) -> None:
                     "module_ref": weakref.ref(self), "module_type": type(self).__name__, "kind": kind,
                     "with_kwargs": bool(kwargs.get("with_kwargs", False)), "handle_id": handle.id,
                     "hook_name": getattr(hook, "__qualname__", type(hook).__name__), "cell": cell(),
+                    "origin": origin(),
                 })
             except Exception as exc:  # noqa: BLE001 - recording must never break student code
                 state.errors.append(f"hook record: {exc!r}")
@@ -76,6 +93,7 @@ def install(config: dict) -> None:
                 "module_ref": None, "module_type": None, "kind": kind,
                 "with_kwargs": bool(kwargs.get("with_kwargs", False)), "handle_id": handle.id,
                 "hook_name": getattr(hook, "__qualname__", type(hook).__name__), "cell": cell(),
+                "origin": origin(),
             })
             return handle
 
@@ -354,7 +372,7 @@ def extract(config: dict) -> dict:
                 path = f"<{rec['module_type']} outside the loaded model>"
         hooks.append({"module": path, "module_type": rec["module_type"], "kind": rec["kind"],
                       "with_kwargs": rec["with_kwargs"], "removed": rec["handle_id"] not in live,
-                      "hook_name": rec["hook_name"], "cell": rec["cell"]})
+                      "hook_name": rec["hook_name"], "cell": rec["cell"], "origin": rec.get("origin", "student")})
     result["hooks"] = hooks
     result["forwards"] = list(state.forwards) if state is not None else []
     result["n_forwards"] = state.n_forwards if state is not None else 0
