@@ -252,7 +252,8 @@ class Executor:
         """A TA-readable phrase when a cell error came from one of the sandbox's limits."""
         text = f"{cell.ename}: {cell.evalue}"
         sb = self.cfg.sandbox
-        if cell.ename == "MemoryError" or "can't allocate memory" in text or "Cannot allocate memory" in text:
+        if "MemoryError" in (cell.ename or "") or any(
+                m in text for m in ("can't allocate memory", "Cannot allocate memory", "Unable to allocate")):
             limit = f"{sb.memory_bytes / (1 << 30):g} GB" if sb.memory_bytes else "the machine's memory"
             return f"ran out of memory (a student kernel may use at most {limit})"
         if "File too large" in text or "Errno 27" in text:

@@ -374,6 +374,18 @@ def extract(config: dict) -> dict:
                       "with_kwargs": rec["with_kwargs"], "removed": rec["handle_id"] not in live,
                       "hook_name": rec["hook_name"], "cell": rec["cell"], "origin": rec.get("origin", "student")})
     result["hooks"] = hooks
+    # hooks that are live on the model but never went through the recorder: registration bypassed it
+    recorded = {(id(r["module_ref"]()), r["handle_id"]) for r in (state.hooks if state is not None else [])
+                if r["module_ref"] is not None}
+    for m, _ in models:
+        for path, sub in m.named_modules():
+            for attr in ("_forward_hooks", "_forward_pre_hooks"):
+                for hid in list(getattr(sub, attr, {}) or {}):
+                    if state is not None and (id(sub), hid) not in recorded:
+                        result["tampered"].append(f"a hook on {path or 'the model'} was registered around the "
+                                                  "grader's recorder")
+                        break
+    result["tampered"] = list(dict.fromkeys(result["tampered"]))[:10]
     result["forwards"] = list(state.forwards) if state is not None else []
     result["n_forwards"] = state.n_forwards if state is not None else 0
     result["project_imports"] = list(state.project_imports) if state is not None else []

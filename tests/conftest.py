@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import zipfile
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
+
+CANVAS_FILE = "curiemarie_LATE_777_4242_Assignment.ipynb"
+CANVAS_ID = "curiemarie_777"
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +36,27 @@ def reference_dir(tmp_path_factory) -> Path:
 def captures(reference_dir) -> dict[str, np.ndarray]:
     with np.load(reference_dir / "captures.npz") as z:
         return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="session")
+def batch(tmp_path_factory) -> Path:
+    """`grade` once on every catalog notebook (fixtures/notebooks) plus the submission forms it must
+    accept (a Canvas-named file with its diagram, a zip, a per-student folder); 2 workers.
+    Returns the --out folder. Used by test_grading.py and, as the baseline, by test_hostile.py."""
+    from fixtures.notebooks import FAST, SLOW, build, write_all
+    from grader.cli import main
+
+    src = tmp_path_factory.mktemp("catalog")
+    write_all(src, list(FAST) + list(SLOW))
+    nbformat.write(build("correct_ln_prehook"), str(src / CANVAS_FILE))
+    shutil.copyfile(Path(__file__).resolve().parents[1] / "fixtures/submissions/lovelaceada_10001_90002_decoder_diagram.png",
+                    src / "curiemarie_777_4243_decoder_diagram.png")
+    with zipfile.ZipFile(src / "zipped_student.zip", "w") as zf:
+        zf.writestr("zipped_student/homework.ipynb", nbformat.writes(build("correct_numpy_svd")))
+    folder = src / "folder_student"
+    folder.mkdir()
+    nbformat.write(build("correct_sklearn"), str(folder / "hw.ipynb"))
+    (folder / "my_diagram.jpg").write_bytes(b"\xff\xd8\xff\xe0 not much of a jpeg")
+    out = tmp_path_factory.mktemp("graded") / "grading"
+    assert main([str(src), "--out", str(out), "--workers", "2"]) == 0
+    return out

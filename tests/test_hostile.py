@@ -1,0 +1,173 @@
+"""Hostile and broken submissions (fixtures/notebooks/hostile.py): each ends as a result with a named
+status and a reason a TA understands; none changes another student's result or the grader's files.
+
+One mixed batch (16 hostile notebooks, 4 correct ones and a victim) runs with 3 workers and short
+time limits; the correct ones must get exactly the verdicts they get among well-behaved notebooks
+(the catalog batch of tests/conftest.py). Broken files get their own batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from fixtures.notebooks import build
+from fixtures.notebooks.hostile import BROKEN, HOSTILE, build_hostile, write_broken
+
+CORRECT = ("correct_layer_prehook", "correct_pca_lowrank", "correct_ln_prehook", "wrong_site_mlp")
+LIMITS = ["--cell-timeout", "20", "--timeout", "60"]
+ISOLATED = os.geteuid() == 0  # the fork bomb is only bounded where kernels run as their own uid
+
+
+def _grade(args: list[str]) -> int:
+    from grader.cli import main
+
+    return main(args)
+
+
+@pytest.fixture(scope="session")
+def mixed(tmp_path_factory) -> dict:
+    """The mixed batch: every hostile notebook, 4 correct ones and a victim, 3 workers, short limits."""
+    root = tmp_path_factory.mktemp("hostile")
+    src, out = root / "submissions", root / "grading"
+    src.mkdir()
+    other = src / "victim.ipynb"  # another student's submission, which one hostile notebook reads
+    nbformat.write(build("correct_numpy_svd"), str(other))
+    for name in CORRECT:
+        nbformat.write(build(name), str(src / f"{name}.ipynb"))
+    names = [n for n, h in HOSTILE.items() if ISOLATED or not h.isolated_only]
+    for name in names:
+        nbformat.write(build_hostile(name, out_root=out, other_student=other), str(src / f"{name}.ipynb"))
+    assert _grade([str(src), "--out", str(out), "--workers", "3", *LIMITS]) == 0
+    return {"out": out, "src": src, "names": names}
+
+
+def res(out: Path, sid: str) -> dict:
+    return json.loads((out / sid / "results.json").read_text())
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_notebook_gets_its_status_and_reason(mixed, name):
+    if name not in mixed["names"]:
+        pytest.skip("runs only where kernels are isolated (the grader runs as root)")
+    h = HOSTILE[name]
+    extra = res(mixed["out"], name)["extra_data"]
+    if h.status is not None:
+        assert extra["status"] == h.status, extra["reason"]
+    assert h.reason in extra["reason"], extra["reason"]
+    for flag in h.flags:
+        assert extra[flag], flag
+
+
+def test_every_submission_of_the_mixed_batch_has_a_result(mixed):
+    ids = {p.stem for p in mixed["src"].glob("*.ipynb")}
+    assert {p.parent.name for p in mixed["out"].glob("*/results.json")} == ids
+    assert len(ids) == len(mixed["names"]) + len(CORRECT) + 1
+
+
+def test_correct_notebooks_score_as_they_do_without_hostile_neighbours(mixed, batch):
+    """`batch` graded the same notebooks among well-behaved ones (tests/conftest.py)."""
+    for name in CORRECT:
+        together, alone = res(mixed["out"], name), res(batch, name)
+        verdicts = lambda r: [(t["name"], t["score"], t["status"], t["output"]) for t in r["tests"]]  # noqa: E731
+        assert verdicts(together) == verdicts(alone)
+
+
+def test_grader_files_and_host_are_untouched(mixed):
+    out = mixed["out"]
+    assert not (out / "evil").exists()
+    assert (out / "grades.csv").is_file() and (out / "index.html").is_file()
+    assert not Path("/tmp/qgrader-hostile-was-here").exists() or not ISOLATED
+    victim = res(out, "victim")
+    assert victim["score"] == 85
+
+
+def test_reading_another_student_and_the_network_fail(mixed):
+    if not ISOLATED:
+        pytest.skip("file and network isolation need root")
+    out = mixed["out"]
+    read = json.loads((out / "read_other_student" / "execution.json").read_text())
+    err = next(c for c in read["cells"] if c["ename"])
+    assert err["ename"] in ("FileNotFoundError", "PermissionError")
+    net = json.loads((out / "network" / "execution.json").read_text())
+    assert any("unreachable" in (c["evalue"] or "") for c in net["cells"] if c["ename"])
+
+
+def test_importing_the_reference_earns_no_credit_for_what_it_computes(mixed):
+    r = res(mixed["out"], "import_reference")
+    assert r["extra_data"]["uses_reference"]
+    by = {t["name"].split(":")[0]: t for t in r["tests"]}
+    assert by["p3.captures_match"]["score"] == 0 and "imports the grader's own code" in by["p3.captures_match"]["output"]
+    assert by["p2.model_printed"]["score"] == 5
+
+
+def test_tampering_is_not_trusted(mixed):
+    for name in ("patch_register_hook", "remove_recorder", "bypass_recorder"):
+        r = res(mixed["out"], name)
+        assert r["score"] == 0 and r["extra_data"]["status"] == "tampered"
+        assert all("Not graded" in t["output"] for t in r["tests"])
+
+
+def test_outputs_are_capped(mixed):
+    rec = json.loads((mixed["out"] / "print_1gb" / "execution.json").read_text())
+    assert max(c["output_truncated_bytes"] for c in rec["cells"]) > 500 << 20
+    assert (mixed["out"] / "print_1gb" / "executed.ipynb").stat().st_size < 2 << 20
+
+
+def test_broken_files(tmp_path):
+    src, out = tmp_path / "broken", tmp_path / "grading"
+    write_broken(src)
+    assert _grade([str(src), "--out", str(out), "--workers", "2", *LIMITS]) == 0
+    for filename, (status, phrase) in BROKEN.items():
+        sid = Path(filename).stem
+        extra = res(out, sid)["extra_data"]
+        assert extra["status"] == status, (filename, extra)
+        assert phrase in extra["reason"], (filename, extra["reason"])
+    assert not Path("/tmp/qgrader-zip-escape.txt").exists()
+
+
+def _processes(*words: str) -> list[str]:
+    found = []
+    for p in Path("/proc").iterdir():
+        try:
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+        except OSError:
+            continue
+        if p.name.isdigit() and all(w in cmd for w in words):
+            found.append(cmd)
+    return found
+
+
+def test_kill_minus_9_then_resume_grades_everyone_exactly_once(tmp_path):
+    src, out = tmp_path / "subs", tmp_path / "grading"
+    src.mkdir()
+    names = ["correct_layer_prehook", "wrong_site_mlp", "no_centering", "gif_missing"]
+    for name in names:
+        nbformat.write(build(name), str(src / f"{name}.ipynb"))
+    cmd = [sys.executable, "-m", "grader.cli", str(src), "--out", str(out), "--workers", "1", "--no-report"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and not list(out.glob("*/results.json")):
+        time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)  # the batch process only: its workers must die with it
+    proc.wait()
+    finished = {p.parent.name: p.read_bytes() for p in out.glob("*/results.json")}
+    assert 1 <= len(finished) < len(names)
+    time.sleep(3)
+    assert not _processes("grader.worker"), "workers must die with the batch"
+    assert not _processes("ipykernel_launcher", "qgrader-"), "kernels must die with their worker"
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-2000:]
+    assert f"resuming: {len(finished)} submission(s) already graded" in resumed.stdout
+    assert resumed.stdout.count("] ") == len(names) - len(finished)  # one progress line per newly graded
+    after = {p.parent.name: p.read_bytes() for p in out.glob("*/results.json")}
+    assert set(after) == set(names)
+    assert all(after[k] == v for k, v in finished.items())
