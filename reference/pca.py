@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 N_COMPONENTS = 3
 
@@ -32,7 +33,8 @@ def pca3(x: np.ndarray) -> PCA3:
     if x.ndim != 2:
         raise ValueError(f"expected a [N, d] matrix of token representations, got shape {x.shape}")
     centred = x - x.mean(axis=0, keepdims=True)  # [N, d]
-    u, s, vt = np.linalg.svd(centred, full_matrices=False)  # u [N, r], s [r], vt [r, d]
+    with threadpool_limits(1, user_api="blas"):  # a threaded BLAS makes this small SVD 25x slower here
+        u, s, vt = np.linalg.svd(centred, full_matrices=False)  # u [N, r], s [r], vt [r, d]
     top = np.argmax(np.abs(u[:, :N_COMPONENTS]), axis=0)  # [3] token with the largest |score|
     signs = np.sign(u[top, np.arange(N_COMPONENTS)])  # [3]
     signs[signs == 0] = 1.0
