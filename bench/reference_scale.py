@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -133,14 +134,23 @@ def capture_forward(model: torch.nn.Module, input_ids: torch.Tensor) -> None:
 RUNNERS = {"bare": bare_forward, "capture": capture_forward}
 
 
-def timed(fn, model: torch.nn.Module, input_ids: torch.Tensor) -> float:
-    """Wall seconds of fn(model, input_ids), including freeing what it returned."""
+def timed(fn, model: torch.nn.Module, input_ids: torch.Tensor) -> tuple[float, float]:
+    """(wall, CPU) seconds of fn(model, input_ids), including freeing what it returned.
+
+    CPU seconds are this process's user + system time over all its threads: on a machine that other
+    work shares, they move less than wall seconds do.
+    """
     sync = torch.cuda.synchronize if input_ids.is_cuda else (lambda: None)
     sync()
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     fn(model, input_ids)
     sync()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def load() -> str:
+    """The 1-minute load average against the cores: '2.1 on 2 cores' (other work on the machine)."""
+    return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 
 
 def peak_rss_bytes() -> int:
@@ -164,7 +174,8 @@ def run_single(cfg: BenchConfig) -> dict:
     input_ids = load_input_ids(cfg.device)
     model = build_model(cfg)
     build_s = time.perf_counter() - t0
-    seconds = timed(RUNNERS[cfg.mode], model, input_ids)
+    load_before = load()
+    seconds, cpu_seconds = timed(RUNNERS[cfg.mode], model, input_ids)
     w, c = weight_bytes(model), capture_bytes(model, input_ids.shape[1])
     result = {
         "mode": cfg.mode,
@@ -173,14 +184,17 @@ def run_single(cfg: BenchConfig) -> dict:
         "threads": torch.get_num_threads(),
         "build_s": round(build_s, 2),
         "forward_s": round(seconds, 3),
+        "forward_cpu_s": round(cpu_seconds, 3),
+        "load_before": load_before,
+        "load_after": load(),
         "peak_rss_bytes": peak_rss_bytes(),
         "weight_bytes": w,
         "capture_bytes": c,
     }
     if cfg.device.startswith("cuda"):
         result["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
-    print(f"{cfg.mode}: built in {build_s:.1f} s; forward {seconds:.2f} s ({cfg.dtype}, {cfg.device}, "
-          f"{result['threads']} threads)")
+    print(f"{cfg.mode}: built in {build_s:.1f} s; forward {seconds:.2f} s wall, {cpu_seconds:.2f} s CPU "
+          f"({cfg.dtype}, {cfg.device}, {result['threads']} threads; load {load_before} -> {load()})")
     print(f"  peak RSS {gib(result['peak_rss_bytes'])}; weights {gib(w)}; captures {gib(c)}; "
           f"weights + captures {gib(w + c)}")
     if cfg.mode == "capture":
@@ -201,15 +215,21 @@ def run_child(cfg: BenchConfig, mode: str) -> dict:
 
 
 def alternate(cfg: BenchConfig, model: torch.nn.Module, input_ids: torch.Tensor) -> dict[str, list[float]]:
-    """Warm-up pairs, then cfg.pairs timed pairs bare, capture, bare, capture, ..."""
-    times: dict[str, list[float]] = {"bare": [], "capture": []}
+    """Warm-up pairs, then cfg.pairs timed pairs bare, capture, bare, capture, ...
+
+    Returns wall and CPU seconds of the timed runs: {"bare": [...], "capture": [...],
+    "bare_cpu": [...], "capture_cpu": [...]}.
+    """
+    times: dict[str, list[float]] = {k: [] for k in ("bare", "capture", "bare_cpu", "capture_cpu")}
     for i in range(cfg.warmup + cfg.pairs):
         for mode, fn in RUNNERS.items():
-            seconds = timed(fn, model, input_ids)
+            seconds, cpu_seconds = timed(fn, model, input_ids)
             label = "warm-up" if i < cfg.warmup else f"pair {i - cfg.warmup + 1}"
-            print(f"  {label}: {mode:7s} {seconds:7.2f} s", flush=True)
+            print(f"  {label:7s} {mode:7s} {seconds:7.2f} s wall {cpu_seconds:7.2f} s CPU  (load {load()})",
+                  flush=True)
             if i >= cfg.warmup:
                 times[mode].append(seconds)
+                times[mode + "_cpu"].append(cpu_seconds)
     return times
 
 
@@ -229,12 +249,19 @@ def run_compare(cfg: BenchConfig) -> None:
 
 
 def report(times: dict[str, list[float]], children: dict[str, dict]) -> None:
-    bare, capture = statistics.median(times["bare"]), statistics.median(times["capture"])
+    med = {k: statistics.median(v) for k, v in times.items()}
     ratio = statistics.median(c / b for b, c in zip(times["bare"], times["capture"]))
-    print(f"median bare    {bare:.2f} s  (model(input_ids, use_cache=False): logits, no hidden states)")
-    print(f"median capture {capture:.2f} s  (capture_all_sites: + output_hidden_states, 252 hooks, cross-check)")
-    print(f"time: median of pairwise capture/bare = {ratio:.3f} (goal <= {TIME_GOAL:.2f}): "
-          f"{verdict(ratio, TIME_GOAL)}")
+    cpu_ratio = statistics.median(c / b for b, c in zip(times["bare_cpu"], times["capture_cpu"]))
+    print(f"median bare    {med['bare']:.2f} s wall, {med['bare_cpu']:.2f} s CPU  "
+          "(model(input_ids, use_cache=False): all logits, no hidden states)")
+    print(f"median capture {med['capture']:.2f} s wall, {med['capture_cpu']:.2f} s CPU  "
+          "(capture_all_sites: + output_hidden_states, 252 hooks, cross-check)")
+    print(f"time: median of pairwise capture/bare = {ratio:.3f} wall, {cpu_ratio:.3f} CPU "
+          f"(goal <= {TIME_GOAL:.2f}): {verdict(ratio, TIME_GOAL)} (wall)")
+    # Other work on the machine only ever adds time, so the fastest run is the least disturbed one.
+    fastest = min(times["capture"]) / min(times["bare"])
+    print(f"      fastest capture / fastest bare = {min(times['capture']):.2f} / {min(times['bare']):.2f} s "
+          f"= {fastest:.3f} (goal <= {TIME_GOAL:.2f}): {verdict(fastest, TIME_GOAL)}")
     if "capture" in children:
         cap = children["capture"]
         denom = cap["weight_bytes"] + cap["capture_bytes"]

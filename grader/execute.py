@@ -9,7 +9,6 @@ Nothing is judged here. Whatever happens, the result is an ExecutionRecord with 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -27,6 +26,7 @@ from grader.kernel import CellOutcome, HiddenCodeError, KernelConfig, KernelDied
 from grader.records import CellRecord, ExecutionRecord, write_atomic, write_json
 from grader.sandbox import Sandbox, SandboxConfig, UidLease
 from grader.submissions import Submission, parse_canvas_name
+from reference.hashing import sha256
 
 PROBE_SOURCE = Path(probe.__file__).read_text()
 PROBE_OUT = ".grader-probe"  # folder in the working dir where extraction writes
@@ -114,14 +114,6 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
     return nb
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class Executor:
     """Runs submissions one at a time with one configuration."""
 
@@ -178,7 +170,7 @@ class Executor:
             canvas = parse_canvas_name(f.name)
             target = workdir / (canvas.filename if canvas else f.name)
             shutil.copyfile(f, target)
-            self._attached[target.name] = _digest(target)
+            self._attached[target.name] = sha256(target)
         conn_dir = workdir / ".kernel"
         conn_dir.mkdir()
         if uid is not None:
@@ -214,6 +206,11 @@ class Executor:
                 try:
                     kernel.run_hidden(probe.SET_CELL.format(m=probe.STATE_MODULE, i=index), timeout=30)
                     outcome = kernel.run_cell(index, min(cfg.cell_timeout, remaining))
+                except TimeoutError:  # busy with something an earlier cell left running
+                    kernel.kill()
+                    kernel.dead = True
+                    stopped = ("timeout", f"the kernel stopped responding before cell {index} and was killed")
+                    break
                 except KernelDiedError:
                     how = kernel.exit_description()
                     rec.cells.append(CellRecord(index, cell.get("execution_count"), 0.0, "DeadKernelError",
@@ -244,7 +241,7 @@ class Executor:
                 rec.reason += "; " + "; ".join(limits_hit[:3])
         elif rec.status == "ok" and not rec.reason:
             rec.reason = f"all {len(rec.cells)} code cells ran without errors"
-        if rec.tampered and rec.status in ("ok", "cell_errors"):
+        if rec.tampered:  # whatever else happened, the recorded data cannot be trusted
             rec.status, rec.reason = "tampered", "the notebook interfered with the grader's recording: " + "; ".join(rec.tampered)
         return rec
 
@@ -326,7 +323,7 @@ class Executor:
             if keep:
                 files_dir.mkdir(exist_ok=True)
                 shutil.copyfile(path, files_dir / path.name)
-            origin = "attachment" if self._attached.get(path.name) == _digest(path) else "notebook"
+            origin = "attachment" if self._attached.get(path.name) == sha256(path) else "notebook"
             entries.append({"name": path.name, "bytes": size, "kept": keep, "origin": origin})
             if len(entries) >= 500:
                 rec.notes.append("more than 500 files in the working directory; the rest are not listed")

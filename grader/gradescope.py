@@ -81,7 +81,7 @@ def run_in_container(args) -> int:
     out_root = Path(tempfile.mkdtemp(prefix="grade-gradescope-"))
     try:
         args.model = "tiny"
-        sub = Discovery()._student_folder(root / "submission")  # one student's upload
+        sub = Discovery().student_folder(root / "submission")  # one student's upload
         sub.id = "submission"
         out_dir = out_root / sub.id
         Executor(execute_config(args, workers=1, hide=[out_root], log=lambda *_: None)).run(sub, out_dir)

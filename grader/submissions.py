@@ -137,7 +137,7 @@ class Discovery:
                 subs.append(Submission(id=safe_id(entry.stem), source=str(entry),
                                        problem=f"{entry.name} is a directory, not a notebook file"))
             elif entry.is_dir():
-                subs.append(self._student_folder(entry))
+                subs.append(self.student_folder(entry))
             elif entry.suffix.lower() == ".zip":
                 subs += self._zip(entry)
             else:
@@ -145,7 +145,7 @@ class Discovery:
         subs += self._loose_files(loose, source=str(folder))
         return subs
 
-    def _student_folder(self, folder: Path, canvas: CanvasName | None = None) -> Submission:
+    def student_folder(self, folder: Path, canvas: CanvasName | None = None) -> Submission:
         files = sorted(p for p in folder.rglob("*") if p.is_file() and not _ignored(p.relative_to(folder)))
         notebooks = [p for p in files if p.suffix == ".ipynb"]
         canvas = canvas or next((c for c in map(lambda p: parse_canvas_name(p.name), files) if c), None)
@@ -178,7 +178,7 @@ class Discovery:
         if len(canvas_students) > 1:  # a whole Canvas download
             return self._folder(tmp if len(list(tmp.iterdir())) != 1 or not next(tmp.iterdir()).is_dir()
                                 else next(tmp.iterdir()))
-        sub = self._student_folder(tmp, canvas=parse_canvas_name(path.name))
+        sub = self.student_folder(tmp, canvas=parse_canvas_name(path.name))
         sub.source = str(path)
         if not parse_canvas_name(path.name) and sub.id == safe_id(tmp.name):
             sub.id = safe_id(path.stem)

@@ -8,6 +8,7 @@ producing a wrong golden.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +44,8 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
     t = t.detach()
     if t.dim() == 3:  # [1, N, d]: the batch of one prompt
         t = t[0]
-    return t.to(device="cpu", dtype=torch.float32).numpy().copy()  # [N, d]
+    # One new float32 CPU tensor in one pass (copy=True: never a view of the model's tensor).
+    return t.to(device="cpu", dtype=torch.float32, copy=True).numpy()  # [N, d]
 
 
 def _install(layer: torch.nn.Module, index: int, store: dict[str, np.ndarray]) -> list:
@@ -75,11 +77,16 @@ def _check(ok: bool, what: str, worst: float) -> None:
         )
 
 
-def cross_check(caps: Captures, hidden_states: list[np.ndarray], atol: float) -> None:
-    """resid_pre == hidden_states[N]; resid_mid == resid_pre + attn_out; resid_post == resid_mid + mlp_out."""
+def cross_check(caps: Captures, hidden_states: list[np.ndarray | torch.Tensor], atol: float) -> None:
+    """resid_pre == hidden_states[N]; resid_mid == resid_pre + attn_out; resid_post == resid_mid + mlp_out.
+
+    hidden_states may be the model's own tensors: each is converted to float32 only for its layer.
+    """
     for n in range(caps.num_layers):
         pre, mid, post = caps.get("resid_pre", n), caps.get("resid_mid", n), caps.get("resid_post", n)
-        diff = np.abs(pre - hidden_states[n]).max()
+        hidden = hidden_states[n]
+        hidden = _to_numpy(hidden) if isinstance(hidden, torch.Tensor) else hidden  # [N, d]
+        diff = np.abs(pre - hidden).max()
         _check(diff <= atol, f"resid_pre.{n} != output_hidden_states[{n}]", diff)
         diff = np.abs(mid - (pre + caps.get("attn_out", n))).max()
         _check(diff <= atol * (1 + np.abs(mid).max()), f"resid_mid.{n} != resid_pre.{n} + attn_out.{n}", diff)
@@ -97,11 +104,15 @@ def capture_all_sites(model: torch.nn.Module, input_ids: torch.Tensor) -> Captur
     store: dict[str, np.ndarray] = {}
     handles = [h for i, layer in enumerate(layers) for h in _install(layer, i, store)]
     try:
-        out = model(input_ids=input_ids, output_hidden_states=True, use_cache=False)
+        # logits_to_keep=1: the captures need no logits; all 404 would be [1, 404, 151936] and
+        # the lm_head matmul, ~10% of Qwen3-4B's forward.
+        kwargs = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+        out = model(input_ids=input_ids, output_hidden_states=True, use_cache=False, **kwargs)
     finally:
         for h in handles:
             h.remove()
-    hidden = [_to_numpy(h) for h in out.hidden_states[: len(layers)]]
+    hidden = out.hidden_states[: len(layers)]  # the model's tensors; cross_check converts one at a time
+    del out  # the logits
     expected = {f"{s}.{n}" for s in SITE_NAMES for n in range(len(layers))}
     if set(store) != expected:
         missing = sorted(expected - set(store))[:5]

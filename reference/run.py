@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
@@ -23,6 +22,7 @@ import torch
 from reference import model as model_mod
 from reference.assignment import LABELS, NUM_TOKENS, PROMPT
 from reference.capture import Captures, capture_all_sites
+from reference.hashing import sha256
 from reference.metrics import layer_metrics
 from reference.pca import pca3
 from reference.sites import SITE_NAMES
@@ -56,10 +56,6 @@ def tokenize(tokenizer) -> torch.Tensor:
             f"token {first} decodes to {decoded[first]!r}; the assignment's labels say {LABELS[first]!r}"
         )
     return ids
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def project_all(caps: Captures) -> tuple[list[np.ndarray], list]:
