@@ -59,32 +59,34 @@ def _normalise(text: str) -> str:
 
 
 def answer_text(nb: nbformat.NotebookNode | None) -> str | None:
-    """Markdown written by the student after the Part 5 code: not template text, a few words at least."""
+    """The student's explanation: markdown they wrote in Part 5 (after their Part 5 header, or after
+    the last code cell when there is none), that is not the assignment's own text or a bare header."""
     if nb is None:
         return None
     template = [_normalise(t) for t in TEMPLATE_MARKDOWN]
-    last_code = max((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()), default=-1)
-    candidates = []
-    for i, cell in enumerate(nb.cells):
+    cells = nb.cells
+    part5 = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and re.match(
+        r"#+[^\n]*part\s*5", c.source.strip(), flags=re.I) and _normalise(c.source) not in template[0]]
+    last_code = max((i for i, c in enumerate(cells) if c.cell_type == "code" and c.source.strip()), default=-1)
+    start = part5[-1] if part5 else last_code
+    found = []
+    for cell in cells[start + 1:] if start >= 0 else cells:
         if cell.cell_type != "markdown":
             continue
-        text = cell.source.strip()
-        norm = _normalise(text)
-        if not norm or any(norm == t or norm in t for t in template):
+        text = _strip_template(cell.source.strip(), template)
+        words = re.findall(r"[A-Za-z]{2,}", text)
+        if len(words) < 5 or re.fullmatch(r"#+ [^\n]*", text):
             continue
-        for t in template:  # a cell that starts with the task text and adds an answer below it
-            if t and norm.startswith(t):
-                norm = norm[len(t):].strip()
-                text = text[len(text) - len(norm):] if len(norm) < len(text) else text
-        words = re.findall(r"[A-Za-z]{2,}", norm)
-        if len(words) < 5 or re.fullmatch(r"#+ .*", text) and len(words) < 8:
-            continue
-        candidates.append((i > last_code, i, text))
-    if not candidates:
-        return None
-    after = [c for c in candidates if c[0]]
-    chosen = after or candidates[-1:]
-    return "\n\n".join(t for _, _, t in chosen)[:3000]
+        found.append(text)
+    return "\n\n".join(found)[:3000] or None
+
+
+def _strip_template(text: str, template: list[str]) -> str:
+    """A student's cell without the paragraphs that repeat the assignment's text (e.g. the question
+    quoted above an answer)."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip()]
+    kept = [p for p in paragraphs if not any(_normalise(p) in t for t in template)]
+    return "\n\n".join(kept).strip()
 
 
 def gif_info(files_dir: Path, file_records: list[dict]) -> GifInfo:
