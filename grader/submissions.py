@@ -23,6 +23,8 @@ RESUBMISSION = re.compile(r"^(?P<stem>.+?)-(?P<n>\d+)(?P<ext>\.[^.]+)?$")
 IGNORED_PARTS = {".ipynb_checkpoints", "__MACOSX", "__pycache__", ".git"}
 MAX_ZIP_BYTES = 2 << 30  # uncompressed size accepted from one zip
 MAX_ATTACHMENTS = 50
+# Loose files that go with a notebook (the diagram, tokens.gif); anything else stands alone.
+ATTACHMENT_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".pdf", ".webp"}
 
 
 @dataclass
@@ -114,9 +116,8 @@ class Discovery:
             if not path.exists():
                 subs.append(Submission(id=safe_id(path.stem), source=str(path),
                                        problem=f"{path} does not exist"))
-            elif path.is_dir() and path.suffix == ".ipynb":
-                subs.append(Submission(id=safe_id(path.stem), source=str(path),
-                                       problem=f"{path.name} is a directory, not a notebook file"))
+            elif path.is_dir() and path.suffix == ".ipynb":  # the executor reports it as an invalid notebook
+                subs.append(Submission(id=safe_id(path.stem), source=str(path), notebook=path))
             elif path.is_dir():
                 subs += self._folder(path)
             elif path.suffix.lower() == ".zip":
@@ -133,9 +134,8 @@ class Discovery:
         subs: list[Submission] = []
         loose = []
         for entry in entries:
-            if entry.is_dir() and entry.suffix == ".ipynb":
-                subs.append(Submission(id=safe_id(entry.stem), source=str(entry),
-                                       problem=f"{entry.name} is a directory, not a notebook file"))
+            if entry.is_dir() and entry.suffix == ".ipynb":  # the executor reports it as an invalid notebook
+                subs.append(Submission(id=safe_id(entry.stem), source=str(entry), notebook=entry))
             elif entry.is_dir():
                 subs.append(self.student_folder(entry))
             elif entry.suffix.lower() == ".zip":
@@ -216,16 +216,17 @@ class Discovery:
             subs.append(sub)
         for nb in plain_notebooks:
             subs.append(Submission(id=safe_id(nb.stem), source=str(nb), notebook=nb))
-        if plain_other:
+        attachable = [f for f in plain_other if f.suffix.lower() in ATTACHMENT_SUFFIXES]
+        for f in plain_other:  # a .docx or .py where a notebook belongs: a submission that cannot run
+            if f.suffix.lower() not in ATTACHMENT_SUFFIXES:
+                subs.append(Submission(id=safe_id(f.stem), source=str(f),
+                                       problem=f"{f.name} is not a Jupyter notebook (.ipynb)"))
+        if attachable:
             if len(plain_notebooks) == 1 and not by_student:
-                subs[-1].attachments += plain_other[:MAX_ATTACHMENTS]
-            elif not plain_notebooks and not by_student:
-                for f in plain_other:
-                    subs.append(Submission(id=safe_id(f.stem), source=str(f),
-                                           problem=f"{f.name} is not a Jupyter notebook (.ipynb)"))
+                next(s for s in subs if s.notebook == plain_notebooks[0]).attachments += attachable[:MAX_ATTACHMENTS]
             else:
                 self.notes.append(f"files in {source} that belong to no notebook: "
-                                  + ", ".join(f.name for f in plain_other[:10]))
+                                  + ", ".join(f.name for f in attachable[:10]))
         return subs
 
     # -- ids -----------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ def captures(reference_dir) -> dict[str, np.ndarray]:
 def batch(tmp_path_factory) -> Path:
     """`grade` once on every catalog notebook (fixtures/notebooks) plus the submission forms it must
     accept (a Canvas-named file with its diagram, a zip, a per-student folder); 2 workers.
-    Returns the --out folder. Used by test_grading.py and, as the baseline, by test_hostile.py."""
+    Returns the --out folder. Used by test_grading.py and, as the baseline, by test_hostile.py.
+    Without HTML reports, which tests/test_report.py covers."""
     from fixtures.notebooks import FAST, SLOW, build, write_all
     from grader.cli import main
 
@@ -58,5 +59,5 @@ def batch(tmp_path_factory) -> Path:
     nbformat.write(build("correct_sklearn"), str(folder / "hw.ipynb"))
     (folder / "my_diagram.jpg").write_bytes(b"\xff\xd8\xff\xe0 not much of a jpeg")
     out = tmp_path_factory.mktemp("graded") / "grading"
-    assert main([str(src), "--out", str(out), "--workers", "2"]) == 0
+    assert main([str(src), "--out", str(out), "--workers", "2", "--no-report"]) == 0  # reports: test_report.py
     return out

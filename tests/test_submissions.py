@@ -105,7 +105,7 @@ def test_things_that_are_not_notebooks_still_become_submissions(tmp_path):
     (tmp_path / "essay.docx").write_bytes(b"docx")
     subs = {s.id: s for s in Discovery().find([tmp_path / "dir.ipynb", tmp_path / "essay.docx",
                                                  tmp_path / "missing.ipynb"])}
-    assert "is a directory" in subs["dir"].problem
+    assert subs["dir"].notebook.is_dir() and subs["dir"].problem is None  # the executor says "is a directory"
     assert "not a Jupyter notebook" in subs["essay"].problem
     assert "does not exist" in subs["missing"].problem
 
