@@ -165,5 +165,5 @@ def test_gradebook_files(batch):
     detail = list(csv.DictReader((batch / "grades_detail.csv").read_text().splitlines()))
     seed = next(r for r in detail if r["submission"] == "seed_notebook")
     assert seed["grading_status"] == "cell_errors" and seed["p3.captures_match"] == "0" and seed["p2.diagram"] == "manual"
-    index = (batch / "index.html").read_text()
-    assert all(f'{sid}/report.html' in index for sid in ("seed_notebook", CANVAS_ID))
+    index = (batch / "index.html").read_text()  # the batch ran with --no-report: rows, no links
+    assert all(sid in index for sid in ("seed_notebook", CANVAS_ID, "zipped_student", "folder_student"))
