@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from grader.execute import ExecuteConfig
@@ -101,14 +102,19 @@ def run_grade(args) -> int:
             return EXIT_USAGE
         workers = max(1, args.workers)
         print(f"grading {len(subs)} submission(s) with {workers} worker(s); model {args.model}; output in {args.out}/")
-        store = GoldenStore(args.model, device=args.device)
-        golden = store.get()  # computed once here, before workers start
-        print(f"golden ready: {golden.num_layers} layers x {golden.n_tokens} tokens ({golden.model_id})")
-        args.out.mkdir(parents=True, exist_ok=True)
         inputs = [p.resolve() if p.is_dir() else p.resolve().parent for p in args.paths if p.exists()]
+        with ThreadPoolExecutor(1) as pool:  # the sandbox probe (a process) runs while the golden loads
+            sandbox_log: list[str] = []
+            execute = pool.submit(execute_config, args, workers, [args.out.resolve(), *inputs], sandbox_log.append)
+            store = GoldenStore(args.model, device=args.device)
+            golden = store.get()  # computed once here, before workers start
+            print(f"golden ready: {golden.num_layers} layers x {golden.n_tokens} tokens ({golden.model_id})")
+            execute_cfg = execute.result()
+            for line in sandbox_log:
+                print(line)
+        args.out.mkdir(parents=True, exist_ok=True)
         cfg = BatchConfig(out=args.out, workers=workers, model=args.model, device=args.device, rubric=args.rubric,
-                          resume=args.resume, shard=args.shard, report=not args.no_report,
-                          execute=execute_config(args, workers, hide=[args.out.resolve(), *inputs]))
+                          resume=args.resume, shard=args.shard, report=not args.no_report, execute=execute_cfg)
         outcomes = Batch(cfg).run(subs)
     finally:
         discovery.cleanup()
@@ -121,8 +127,8 @@ def run_grade(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from reference.model import UsageError
     from grader.rubric import RubricError
+    from reference.errors import UsageError
 
     try:
         if args.self_check:

@@ -10,6 +10,7 @@ library versions, so a batch computes each golden once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -57,11 +58,13 @@ class Golden:
         return self.captures[f"{site}.{layer}"]
 
 
+@functools.lru_cache(maxsize=None)
 def _versions() -> str:
-    import torch
-    import transformers
+    """The library versions a golden depends on, read from package metadata: importing torch and
+    transformers just to name them would cost a worker that only judges about 2 s."""
+    from importlib.metadata import version
 
-    return f"torch{torch.__version__}-tf{transformers.__version__}-np{np.__version__}"
+    return f"torch{version('torch')}-tf{version('transformers')}-np{np.__version__}"
 
 
 class GoldenStore:
@@ -91,11 +94,11 @@ class GoldenStore:
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     def canonical_ids(self) -> list[int]:
-        from reference.run import tokenize
-
         path = self.cache_dir / f"ids-{self._key('prompt', 'ids')}.json"
         if path.is_file():
             return json.loads(path.read_text())
+        from reference.run import tokenize  # imports torch: only when the ids are not cached yet
+
         ids = tokenize(self._model("float32").tokenizer)[0].tolist()
         _write(path, json.dumps(ids).encode())
         return ids

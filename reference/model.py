@@ -15,26 +15,11 @@ from pathlib import Path
 import torch
 
 from reference.assignment import MODEL_ID
+from reference.errors import DeviceUnavailableError, ModelNotFoundError, UnsupportedModelError, UsageError  # noqa: F401
 from reference.sites import REQUIRED_SUBMODULES
 
 TINY = "tiny"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class UsageError(Exception):
-    """Bad input from the user; the CLI prints the message alone."""
-
-
-class ModelNotFoundError(UsageError, FileNotFoundError):
-    pass
-
-
-class UnsupportedModelError(UsageError, TypeError):
-    pass
-
-
-class DeviceUnavailableError(UsageError, RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
