@@ -22,7 +22,7 @@ from pathlib import Path
 from grader.execute import ExecuteConfig
 from grader.records import ExecutionRecord, write_json
 from grader.submissions import Submission
-from grader.worker import Job, execute_config_to_dict, submission_summary, submission_to_dict
+from grader.worker import PARENT_ENV, Job, execute_config_to_dict, submission_summary, submission_to_dict
 
 
 @dataclass
@@ -126,7 +126,8 @@ class Batch:
         reason = None
         try:
             proc = subprocess.Popen([sys.executable, "-m", "grader.worker", job_path], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                    stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                    env={**os.environ, PARENT_ENV: str(os.getpid())})
             with self._lock:
                 self._procs.add(proc)
             try:

@@ -130,8 +130,8 @@ class Sandbox:
                   "--cpu", str(cfg.cpu_seconds or cpu_seconds), "--nproc", str(cfg.nproc)]
         if cfg.memory_bytes:
             launch += ["--memory", str(cfg.memory_bytes)]
-        if not self.isolated:
-            return [*launch, "--"]
+        if not self.isolated:  # the worker starts `launch` itself
+            return [*launch, "--parent", str(os.getpid()), "--"]
         launch += ["--uid", str(uid), "--gid", str(cfg.gid), "--tmpfs-size", cfg.tmpfs_size,
                    "--stage", str(self.stage_dir())]
         for p in PRIVATE_TMP:
@@ -143,7 +143,7 @@ class Sandbox:
             launch += ["--keep", str(p)]
         for p in chown:
             launch += ["--chown", str(p)]
-        pdeath = [sys.executable, "-m", "grader.sandbox", "pdeath", "--"]
+        pdeath = [sys.executable, "-m", "grader.sandbox", "pdeath", "--parent", str(os.getpid()), "--"]
         return [*pdeath, *self._unshare(), *launch, "--"]
 
     @staticmethod
@@ -173,21 +173,41 @@ def default_keep() -> list[str]:
     """What the kernel needs to see even inside hidden folders: the interpreter and its packages."""
     import site
 
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages()}
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(), *project_packages()}
     return sorted(str(Path(p).resolve()) for p in paths if Path(p).exists())
+
+
+def project_packages() -> list[str]:
+    """This project's package folders (`grader`, `reference`, `fixtures`). With an editable install
+    they live in the checkout, not in site-packages; the kernel sees them wherever the checkout is
+    (under /tmp too), so a notebook that imports them behaves the same on every machine and is
+    flagged `uses_reference`. Hidden folders inside them (e.g. fixtures/submissions when that is
+    what is graded) stay hidden: see _isolate_filesystem."""
+    import importlib.util
+
+    found = []
+    for name in ("grader", "reference", "fixtures"):
+        spec = importlib.util.find_spec(name)
+        if spec and spec.submodule_search_locations:
+            found += list(spec.submodule_search_locations)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
 # The launcher side (runs between `unshare` and the kernel).
 
 
-def _set_pdeathsig() -> None:
+def _set_pdeathsig(parent: int | None = None) -> None:
+    """SIGKILL this process when its parent dies. With `parent` (the pid that started it): if that
+    parent died already, before this ran, exit now instead of living on re-parented."""
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
-        pass
+        return
+    if parent and os.getppid() != parent:
+        os._exit(1)
 
 
 def _mount(*args: str) -> None:
@@ -231,6 +251,11 @@ def _isolate_filesystem(private: list[str], hide: list[str], keep: list[str], st
             k.touch()
         _mount("--move", str(target), str(k))
         _mount("-o", "remount,bind,ro", str(k))
+    kept = [k for _, k in staged]
+    hidden = [Path(p).resolve() for p in hide if Path(p).is_dir()]
+    for path in sorted(hidden, key=lambda p: len(p.parts)):  # hidden folders inside a kept one: cover again
+        if _under(path, kept) and path not in kept:
+            _mount("-t", "tmpfs", "-o", "size=1m,mode=0755,nosuid,nodev", "tmpfs", str(path))
 
 
 def launch(argv: list[str]) -> None:
@@ -247,10 +272,11 @@ def launch(argv: list[str]) -> None:
     parser.add_argument("--keep", action="append", default=[], help="keep visible (read-only) inside covered dirs")
     parser.add_argument("--stage", help="an empty dir used while moving kept paths")
     parser.add_argument("--chown", action="append", default=[])
+    parser.add_argument("--parent", type=int, help="the pid that started this (the worker), when it did directly")
     parser.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
-    _set_pdeathsig()
+    _set_pdeathsig(args.parent)
     if args.private or args.hide:
         _isolate_filesystem(args.private, args.hide, args.keep, args.stage, args.tmpfs_size)
     if args.uid is not None:
@@ -283,8 +309,11 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "pdeath":  # die with the parent (the grader's worker), then become the command
         rest = argv[1:]
+        parent = None
+        if rest[:1] == ["--parent"]:
+            parent, rest = int(rest[1]), rest[2:]
         rest = rest[1:] if rest and rest[0] == "--" else rest
-        _set_pdeathsig()
+        _set_pdeathsig(parent)
         os.execvp(rest[0], rest)
     if argv and argv[0] == "launch":
         launch(argv[1:])

@@ -8,6 +8,8 @@ worker that crashed. The last file written is results.json: its presence means "
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import traceback
 from dataclasses import asdict, dataclass, field, fields
@@ -99,19 +101,24 @@ def run_job(job: Job) -> dict:
             "reason": grade.reason}
 
 
+PARENT_ENV = "QGRADER_BATCH_PID"  # set by the batch: the pid this worker must not outlive
+
+
 def die_with_parent() -> None:
-    """Linux: this worker gets SIGKILL when the batch that started it dies (kill -9 included)."""
+    """Linux: this worker gets SIGKILL when the batch that started it dies (kill -9 included).
+
+    The batch may die before this runs (the worker is still importing); then the worker has been
+    re-parented already, and it compares its parent with the pid the batch put in its environment.
+    """
+    expected = os.environ.get(PARENT_ENV)
     try:
         import ctypes
-        import os
-        import signal
 
-        parent = os.getppid()
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the parent died before the call
-            os._exit(1)
     except OSError:  # not Linux: a killed batch leaves this worker to finish on its own
-        pass
+        return
+    if expected and os.getppid() != int(expected):  # the batch died before the call
+        os._exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
