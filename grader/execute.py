@@ -323,7 +323,9 @@ class Executor:
             if keep:
                 files_dir.mkdir(exist_ok=True)
                 shutil.copyfile(path, files_dir / path.name)
-            origin = "attachment" if self._attached.get(path.name) == sha256(path) else "notebook"
+            # only a file named like an attachment is hashed (the working dir may hold 256 MB files)
+            attached = path.name in self._attached and self._attached[path.name] == sha256(path)
+            origin = "attachment" if attached else "notebook"
             entries.append({"name": path.name, "bytes": size, "kept": keep, "origin": origin})
             if len(entries) >= 500:
                 rec.notes.append("more than 500 files in the working directory; the rest are not listed")

@@ -197,9 +197,10 @@ def project_packages() -> list[str]:
 # The launcher side (runs between `unshare` and the kernel).
 
 
-def _set_pdeathsig(parent: int | None = None) -> None:
+def set_pdeathsig(parent: int | None = None) -> None:
     """SIGKILL this process when its parent dies. With `parent` (the pid that started it): if that
-    parent died already, before this ran, exit now instead of living on re-parented."""
+    parent died already, before this ran, exit now instead of living on re-parented. Used by the
+    launcher below and by the grader's workers (grader/worker.py)."""
     try:
         import ctypes
 
@@ -276,7 +277,7 @@ def launch(argv: list[str]) -> None:
     parser.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
-    _set_pdeathsig(args.parent)
+    set_pdeathsig(args.parent)
     if args.private or args.hide:
         _isolate_filesystem(args.private, args.hide, args.keep, args.stage, args.tmpfs_size)
     if args.uid is not None:
@@ -301,7 +302,7 @@ def launch(argv: list[str]) -> None:
         os.setgroups([])
         os.setgid(args.gid)
         os.setuid(args.uid)
-        _set_pdeathsig()  # a change of credentials clears it
+        set_pdeathsig()  # a change of credentials clears it
     os.execvp(cmd[0], cmd)
 
 
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
         if rest[:1] == ["--parent"]:
             parent, rest = int(rest[1]), rest[2:]
         rest = rest[1:] if rest and rest[0] == "--" else rest
-        _set_pdeathsig(parent)
+        set_pdeathsig(parent)
         os.execvp(rest[0], rest)
     if argv and argv[0] == "launch":
         launch(argv[1:])

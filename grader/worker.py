@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import traceback
 from dataclasses import asdict, dataclass, field, fields
@@ -109,16 +108,12 @@ def die_with_parent() -> None:
 
     The batch may die before this runs (the worker is still importing); then the worker has been
     re-parented already, and it compares its parent with the pid the batch put in its environment.
+    Not Linux: a killed batch leaves this worker to finish on its own.
     """
-    expected = os.environ.get(PARENT_ENV)
-    try:
-        import ctypes
+    from grader.sandbox import set_pdeathsig
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:  # not Linux: a killed batch leaves this worker to finish on its own
-        return
-    if expected and os.getppid() != int(expected):  # the batch died before the call
-        os._exit(1)
+    expected = os.environ.get(PARENT_ENV)
+    set_pdeathsig(int(expected) if expected else None)
 
 
 def main(argv: list[str] | None = None) -> int:
