@@ -41,12 +41,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(REPO))
 
-from fixtures.hf_cache import ensure_hf_home, snapshot_dir  # noqa: E402
-from fixtures.tiny import QWEN3_4B_CONFIG  # noqa: E402
+from miniature.hf_cache import ensure_hf_home, snapshot_dir  # noqa: E402
+from miniature.tiny import QWEN3_4B_CONFIG  # noqa: E402
 from reference.capture import capture_all_sites  # noqa: E402
 from reference.model import DTYPES, decoder_layers  # noqa: E402
 from reference.run import tokenize  # noqa: E402
-from reference.sites import SITE_NAMES  # noqa: E402
+from grader.spec.sites import SITE_NAMES  # noqa: E402
 
 TIME_GOAL = 1.10  # capture seconds / bare seconds
 MEMORY_GOAL = 1.10  # capture peak RSS / (weight bytes + capture bytes)

@@ -16,7 +16,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from grader.execute import ExecuteConfig
+from grader.execute.executor import ExecuteConfig
 
 EXIT_OK, EXIT_USAGE, EXIT_GRADER_ERRORS = 0, 2, 3
 
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def hf_home_for(model: str) -> Path | None:
     if model == "tiny":
-        from fixtures.hf_cache import ensure_hf_home
+        from miniature.hf_cache import ensure_hf_home
 
         return ensure_hf_home()
     env = os.environ.get("HF_HOME")
@@ -70,8 +70,8 @@ def hf_home_for(model: str) -> Path | None:
 
 def execute_config(args, workers: int, hide: list[Path] = (), log=print) -> ExecuteConfig:
     """Execution settings, with the sandbox mode decided once for the whole run (and said once)."""
-    from fixtures.hf_cache import default_cache_root
-    from grader.sandbox import GB, Sandbox, SandboxConfig
+    from miniature.hf_cache import default_cache_root
+    from grader.execute.sandbox import GB, Sandbox, SandboxConfig
 
     memory = args.memory if args.memory is not None else (8 if args.model == "tiny" else 0)
     sandbox_cfg = SandboxConfig(memory_bytes=int(memory * GB) or None, isolate=not args.no_isolation,
@@ -84,11 +84,11 @@ def execute_config(args, workers: int, hide: list[Path] = (), log=print) -> Exec
 
 
 def run_grade(args) -> int:
-    from grader.batch import Batch, BatchConfig
-    from grader.golden import GoldenStore
+    from grader.run.batch import Batch, BatchConfig
+    from grader.judge.golden import GoldenStore
     from grader.report.gradebook import write_class_outputs
-    from grader.rubric import load_rubric
-    from grader.submissions import Discovery
+    from grader.rubric.config import load_rubric
+    from grader.intake.discovery import Discovery
 
     load_rubric(args.rubric)  # fail early on a bad rubric
     discovery = Discovery()
@@ -127,12 +127,12 @@ def run_grade(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from grader.rubric import RubricError
-    from reference.errors import UsageError
+    from grader.rubric.config import RubricError
+    from grader.spec.errors import UsageError
 
     try:
         if args.self_check:
-            from grader.selfcheck import run_self_check
+            from grader.run.selfcheck import run_self_check
 
             return run_self_check(args.self_check, args)
         if args.summarize:
@@ -142,12 +142,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {paths['csv']}, {paths['detail']} and {paths['index']}")
             return EXIT_OK
         if args.make_gradescope_bundle:
-            from grader.gradescope import make_bundle
+            from grader.run.gradescope import make_bundle
 
             print(f"wrote {make_bundle(args.make_gradescope_bundle)}")
             return EXIT_OK
         if args.gradescope:
-            from grader.gradescope import run_in_container
+            from grader.run.gradescope import run_in_container
 
             return run_in_container(args)
         if not args.paths:

@@ -1,6 +1,6 @@
 """Capture every site of every decoder layer with forward hooks, and cross-check the captures.
 
-One forward pass of the prompt with hooks at all seven sites (see reference.sites) of all layers.
+One forward pass of the prompt with hooks at all seven sites (see grader.spec.sites) of all layers.
 The captures are checked against each other and against `output_hidden_states` before anything is
 written, so a transformers release that changes the layer's wiring fails loudly here instead of
 producing a wrong golden.
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from reference.model import decoder_layers
-from reference.sites import SITE_NAMES, SITES
+from grader.spec.sites import SITE_NAMES, SITES
 
 
 class CaptureConsistencyError(AssertionError):

@@ -2,7 +2,7 @@
 
 Boxes carry the module names and reprs exactly as `print(model)` shows them, the two skip
 connections are drawn as arrows around the sub-blocks into the adds, and the seven sites of
-reference.sites label the residual stream and the sub-block outputs.
+grader.spec.sites label the residual stream and the sub-block outputs.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference.pca import align_signs, token_angles
+from grader.spec.geometry import align_signs, token_angles
 
 
 def mean_pairwise_cosine(points: np.ndarray) -> float:

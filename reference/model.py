@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from reference.assignment import MODEL_ID
-from reference.errors import DeviceUnavailableError, ModelNotFoundError, UnsupportedModelError, UsageError  # noqa: F401
-from reference.sites import REQUIRED_SUBMODULES
+from grader.spec.assignment import MODEL_ID
+from grader.spec.errors import DeviceUnavailableError, ModelNotFoundError, UnsupportedModelError, UsageError  # noqa: F401
+from grader.spec.sites import REQUIRED_SUBMODULES
 
 TINY = "tiny"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -83,7 +83,7 @@ def load(model_id: str = TINY, device: str | None = "cpu", dtype: str = "float32
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     is_miniature = model_id == TINY
     if is_miniature:
-        from fixtures import hf_cache
+        from miniature import hf_cache
 
         source = str(hf_cache.snapshot_dir(hf_cache.ensure_hf_home()))
     else:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reference.assignment import LABELS
+from grader.spec.assignment import LABELS
 
 GIF_FRAME_MS = 1000  # the assignment passes duration=1.0, meant as one second per frame
 

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from reference import model as model_mod
-from reference.assignment import LABELS, NUM_TOKENS, PROMPT
+from grader.spec.assignment import LABELS, NUM_TOKENS, PROMPT
 from reference.capture import Captures, capture_all_sites
-from reference.hashing import sha256
+from grader.spec.hashing import sha256
 from reference.metrics import layer_metrics
-from reference.pca import pca3
-from reference.sites import SITE_NAMES
+from grader.spec.geometry import pca3
+from grader.spec.sites import SITE_NAMES
 
 ARTIFACTS = ("captures.npz", "projections.npz", "tokens.gif", "decoder_layer.png", "metrics.json")
 

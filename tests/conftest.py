@@ -17,7 +17,7 @@ CANVAS_ID = "curiemarie_777"
 @pytest.fixture(scope="session")
 def hf_home(tmp_path_factory) -> Path:
     """A fresh offline HF cache with the miniature, built by the code under test."""
-    from fixtures.hf_cache import ensure_hf_home
+    from miniature.hf_cache import ensure_hf_home
 
     return ensure_hf_home(tmp_path_factory.mktemp("hf") / "home")
 

@@ -14,8 +14,8 @@ import nbformat
 import pytest
 
 from fixtures.notebooks import build
-from grader.rubric import CHECK_IDS, RubricError, load_rubric
-from grader.score import _declared_points
+from grader.rubric.config import CHECK_IDS, RubricError, load_rubric
+from grader.rubric.runner import _declared_points
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,8 +94,8 @@ def test_default_rubric_agrees_with_the_points_on_the_checks():
 
 
 def test_rubric_overrides_points_and_disables_checks(batch, tmp_path):
-    from grader.golden import GoldenStore
-    from grader.judge import judge
+    from grader.judge.golden import GoldenStore
+    from grader.judge.verdicts import judge
 
     rubric_file = tmp_path / "rubric.toml"
     rubric_file.write_text('[checks."p3.captures_match"]\npoints = 30\n[checks."p2.diagram"]\nenabled = false\n')

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fixtures.make_golden import GOLDEN_DIR
-from reference.assignment import NUM_LAYERS, NUM_TOKENS
+from miniature.make_golden import GOLDEN_DIR
+from grader.spec.assignment import NUM_LAYERS, NUM_TOKENS
 
 
 def test_regenerated_projections_match_committed_golden(reference_dir):
@@ -18,7 +18,7 @@ def test_regenerated_projections_match_committed_golden(reference_dir):
             worst = max(worst, float(np.abs(fresh[key] - golden[key]).max()))
     assert worst <= 1e-5, (
         f"projections drifted from fixtures/golden by up to {worst:.2e}; if a library upgrade is the cause "
-        "and the change is understood, run `python -m fixtures.make_golden` and commit the result"
+        "and the change is understood, run `python -m miniature.make_golden` and commit the result"
     )
 
 

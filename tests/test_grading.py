@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from fixtures.notebooks import FAST, SLOW, get
-from grader.rubric import CHECK_IDS
-from reference.assignment import NUM_LAYERS
-from reference.sites import SITE_NAMES
+from grader.rubric.config import CHECK_IDS
+from grader.spec.assignment import NUM_LAYERS
+from grader.spec.sites import SITE_NAMES
 
 from tests.conftest import CANVAS_ID
 

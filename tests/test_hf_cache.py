@@ -10,13 +10,13 @@ import textwrap
 
 import numpy as np
 
-from fixtures.hf_cache import offline_env
+from miniature.hf_cache import offline_env
 
 LOADS = textwrap.dedent(
     """
     import json, sys, torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3ForCausalLM
-    from reference.assignment import PROMPT
+    from grader.spec.assignment import PROMPT
     tok = AutoTokenizer.from_pretrained("Qwen/Qwen3-4B")
     ids = tok(PROMPT, return_tensors="pt")["input_ids"]
     calls = {
@@ -58,7 +58,7 @@ def test_student_loading_calls_get_the_miniature(hf_home, captures, tmp_path):
 
 def test_cli_lays_out_a_cache_and_prints_the_environment(tmp_path):
     target = tmp_path / "hf"
-    proc = subprocess.run([sys.executable, "-m", "fixtures.hf_cache", str(target)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "miniature.hf_cache", str(target)], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert f"export HF_HOME={target.resolve()}" in proc.stdout
@@ -72,5 +72,5 @@ def test_cli_lays_out_a_cache_and_prints_the_environment(tmp_path):
     assert all((snap / p).resolve().parent == repo / "blobs" for p in os.listdir(snap))
     # a second call reuses the complete cache
     before = (snap / "model.safetensors").resolve().stat().st_mtime_ns
-    proc = subprocess.run([sys.executable, "-m", "fixtures.hf_cache", str(target)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "miniature.hf_cache", str(target)], capture_output=True, text=True)
     assert proc.returncode == 0 and (snap / "model.safetensors").resolve().stat().st_mtime_ns == before

@@ -168,7 +168,7 @@ def test_kill_minus_9_then_resume_grades_everyone_exactly_once(tmp_path):
     finished = {p.parent.name: p.read_bytes() for p in out.glob("*/results.json")}
     assert 1 <= len(finished) < len(names)
     time.sleep(3)
-    assert not _processes("grader.worker"), "workers must die with the batch"
+    assert not _processes("grader.run.worker"), "workers must die with the batch"
     assert not _processes("ipykernel_launcher", "qgrader-"), "kernels must die with their worker"
     resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-2000:]

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from reference.assignment import NUM_LAYERS, NUM_TOKENS
-from reference.sites import SITE_NAMES
+from grader.spec.assignment import NUM_LAYERS, NUM_TOKENS
+from grader.spec.sites import SITE_NAMES
 
 
 def test_captures_hold_every_site_of_every_layer(captures):
@@ -104,7 +104,7 @@ def test_unknown_model_offline_names_the_id_and_hf_home(tmp_path):
 def test_model_without_qwen3_layer_modules_lists_what_it_found(tmp_path, hf_home):
     from transformers import PhiConfig, PhiForCausalLM
 
-    from fixtures.hf_cache import TOKENIZER_FILES, snapshot_dir
+    from miniature.hf_cache import TOKENIZER_FILES, snapshot_dir
 
     folder = tmp_path / "phi"
     cfg = PhiConfig(vocab_size=151936, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

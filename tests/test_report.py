@@ -80,7 +80,7 @@ def graded(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def golden():
-    from grader.golden import GoldenStore
+    from grader.judge.golden import GoldenStore
 
     return GoldenStore("tiny").get()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.sandbox import Sandbox, SandboxConfig, UidLease
+from grader.execute.sandbox import Sandbox, SandboxConfig, UidLease
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_sandboxed_process_dies_when_its_starter_died_before_it_could_arm_the_si
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "grader.sandbox", "pdeath", "--parent", str(gone.pid), "--",
+    proc = subprocess.run([sys.executable, "-m", "grader.execute.sandbox", "pdeath", "--parent", str(gone.pid), "--",
                            "sleep", "30"], timeout=60)
     assert proc.returncode == 1
     assert time.monotonic() - t0 < 20

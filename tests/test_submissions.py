@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.submissions import Discovery, parse_canvas_name, safe_extract, ZipProblem
+from grader.intake.discovery import Discovery, parse_canvas_name, safe_extract, ZipProblem
 
 
 def _nb(path: Path, source: str = "print(1)") -> Path:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from fixtures import tiny
-from reference.assignment import LABELS, NUM_LAYERS, PROMPT
-from reference.pca import align_signs, pca3, token_angles
+from miniature import tiny
+from grader.spec.assignment import LABELS, NUM_LAYERS, PROMPT
+from grader.spec.geometry import align_signs, pca3, token_angles
 
 # sha256 of the miniature's model.safetensors. If numpy's PCG64 stream, the draw order or the
 # bf16 rounding changed, this changes, and so would every golden number: bump GENERATOR_VERSION.
@@ -19,7 +19,7 @@ PINNED_WEIGHTS_SHA256 = "9c15322b42255a29495adbce3c8b40f89a09a3422bc86bfcbc8028e
 
 
 def _snapshot(hf_home):
-    from fixtures.hf_cache import snapshot_dir
+    from miniature.hf_cache import snapshot_dir
 
     return snapshot_dir(hf_home)
 

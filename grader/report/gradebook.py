@@ -11,7 +11,7 @@ import io
 import json
 from pathlib import Path
 
-from grader.records import write_atomic
+from grader.execute.records import write_atomic
 
 CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 

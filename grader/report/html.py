@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from grader.hook_analysis import layer_ranges
-from grader.plugin import MANUAL_PREFIX
-from grader.records import write_atomic
-from reference.sites import SITES, TARGET_SITE, describe, parse_module_path, sites_readable_by
+from grader.judge.hooks import layer_ranges
+from grader.rubric.plugin import MANUAL_PREFIX
+from grader.execute.records import write_atomic
+from grader.spec.sites import SITES, TARGET_SITE, describe, parse_module_path, sites_readable_by
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_INLINE_GIF_BYTES = 5 * 1024 * 1024  # larger GIFs are shown as their first frame
@@ -471,7 +471,7 @@ def _sphere_layers(n: int) -> list[int]:
 
 def projection_section(inp: Inputs) -> dict:
     """Per-layer angle plot, layer notes, and student-vs-reference spheres at the first/middle/last layer."""
-    from grader.compare import PROJECTION_MEDIAN_DEG, PROJECTION_P95_DEG
+    from grader.judge.compare import PROJECTION_MEDIAN_DEG, PROJECTION_P95_DEG
     from grader.report import plots
 
     proj = (inp.comparison or {}).get("projections")
@@ -510,9 +510,9 @@ def _load_arrays(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
 
 def sphere_panels(inp: Inputs, proj: dict) -> tuple[list, str]:
     """The student's sphere points (sign-aligned to the golden) and the golden's, at three layers."""
-    from grader.compare import _as_3xn
+    from grader.judge.compare import _as_3xn
     from grader.report.plots import SpherePanel
-    from reference.pca import align_signs, to_sphere
+    from grader.spec.geometry import align_signs, to_sphere
 
     golden = inp.golden
     n = inp.n_layers
@@ -552,7 +552,7 @@ def sphere_panels(inp: Inputs, proj: dict) -> tuple[list, str]:
 
 def gif_section(inp: Inputs) -> dict:
     """tokens.gif inline (or its first frame when it is too large), with its frame count."""
-    from grader.evidence import gif_info
+    from grader.judge.evidence import gif_info
     from grader.report import plots
 
     files_dir = inp.out_dir / "files"
@@ -589,7 +589,7 @@ def _image_uri(path: Path) -> str | None:
 
 def _diagram_candidates(inp: Inputs, files_dir: Path) -> list[Path]:
     """Files worth showing as the diagram: attachments and names with 'diagram' first, never the GIF."""
-    from grader.evidence import gif_info
+    from grader.judge.evidence import gif_info
 
     if not files_dir.is_dir():
         return []
@@ -605,7 +605,7 @@ def diagram_section(inp: Inputs) -> dict:
     """Images for the Part 2 diagram: files the notebook wrote or the student attached, and images
     embedded in markdown cells (at most MAX_DIAGRAM_IMAGES inline); links to outside images are
     listed as text, never loaded."""
-    from grader.evidence import diagrams
+    from grader.judge.evidence import diagrams
 
     files_dir = inp.out_dir / "files"
     named = diagrams(inp.notebook, files_dir, inp.submission.get("attachments") or [])
@@ -652,7 +652,7 @@ def _markdown_attachments(nb) -> list[tuple[int, str, str]]:
 
 def answer_section(inp: Inputs) -> dict:
     """The student's explanation (escaped, preformatted) next to the reference clustering metrics."""
-    from grader.evidence import answer_text
+    from grader.judge.evidence import answer_text
     from grader.report import plots
 
     text = inp.extra["answer"] if "answer" in inp.extra else (

@@ -15,12 +15,12 @@ from pathlib import Path
 import nbformat
 import numpy as np
 
-from grader import evidence as ev
-from grader.compare import Comparison, compare
-from grader.golden import Golden, GoldenStore
-from grader.hook_analysis import HookSummary, summarize
-from grader.records import ExecutionRecord, read_execution, write_json
-from grader.score import Grade, not_graded, run_rubric
+from grader.judge import evidence as ev
+from grader.judge.compare import Comparison, compare
+from grader.judge.golden import Golden, GoldenStore
+from grader.judge.hooks import HookSummary, summarize
+from grader.execute.records import ExecutionRecord, read_execution, write_json
+from grader.rubric.runner import Grade, not_graded, run_rubric
 
 UNJUDGEABLE = {"no_notebook", "invalid_notebook", "grader_error", "tampered"}
 

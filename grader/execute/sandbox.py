@@ -12,7 +12,7 @@ Two modes, chosen once per run (`Sandbox.detect`):
 
 Both modes set rlimits on the kernel: address space, CPU time, file size, processes, no core dumps.
 
-The launcher half runs as `python -m grader.sandbox launch ... -- KERNEL CMD`: it applies the
+The launcher half runs as `python -m grader.execute.sandbox launch ... -- KERNEL CMD`: it applies the
 mounts, rlimits and user switch, then execs the kernel.
 """
 
@@ -126,7 +126,7 @@ class Sandbox:
                       keep: list[Path] = ()) -> list[str]:
         """Command words in front of the kernel's own command line."""
         cfg = self.cfg
-        launch = [sys.executable, "-m", "grader.sandbox", "launch", "--fsize", str(cfg.file_bytes),
+        launch = [sys.executable, "-m", "grader.execute.sandbox", "launch", "--fsize", str(cfg.file_bytes),
                   "--cpu", str(cfg.cpu_seconds or cpu_seconds), "--nproc", str(cfg.nproc)]
         if cfg.memory_bytes:
             launch += ["--memory", str(cfg.memory_bytes)]
@@ -143,7 +143,7 @@ class Sandbox:
             launch += ["--keep", str(p)]
         for p in chown:
             launch += ["--chown", str(p)]
-        pdeath = [sys.executable, "-m", "grader.sandbox", "pdeath", "--parent", str(os.getpid()), "--"]
+        pdeath = [sys.executable, "-m", "grader.execute.sandbox", "pdeath", "--parent", str(os.getpid()), "--"]
         return [*pdeath, *self._unshare(), *launch, "--"]
 
     @staticmethod
@@ -186,7 +186,7 @@ def project_packages() -> list[str]:
     import importlib.util
 
     found = []
-    for name in ("grader", "reference", "fixtures"):
+    for name in ("grader", "reference", "fixtures", "miniature"):
         spec = importlib.util.find_spec(name)
         if spec and spec.submodule_search_locations:
             found += list(spec.submodule_search_locations)
@@ -260,7 +260,7 @@ def _isolate_filesystem(private: list[str], hide: list[str], keep: list[str], st
 
 
 def launch(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m grader.sandbox launch")
+    parser = argparse.ArgumentParser(prog="python -m grader.execute.sandbox launch")
     parser.add_argument("--memory", type=int)
     parser.add_argument("--cpu", type=int)
     parser.add_argument("--fsize", type=int)
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
         os.execvp(rest[0], rest)
     if argv and argv[0] == "launch":
         launch(argv[1:])
-    sys.exit("usage: python -m grader.sandbox {pdeath|launch} ... -- COMMAND")
+    sys.exit("usage: python -m grader.execute.sandbox {pdeath|launch} ... -- COMMAND")
 
 
 if __name__ == "__main__":

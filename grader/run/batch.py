@@ -1,6 +1,6 @@
 """Grade many submissions: shard, resume, run workers in parallel, never lose a grade.
 
-Each submission runs in its own worker process (grader.worker). A worker that crashes, hangs or is
+Each submission runs in its own worker process (grader.run.worker). A worker that crashes, hangs or is
 killed still leaves a result: the batch writes a `grader_error` result with the reason. Results are
 complete when out/<id>/results.json exists, so `--resume` skips exactly the finished ones.
 """
@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.execute import ExecuteConfig
-from grader.records import ExecutionRecord, write_json
-from grader.submissions import Submission
-from grader.worker import PARENT_ENV, Job, execute_config_to_dict, submission_summary, submission_to_dict
+from grader.execute.executor import ExecuteConfig
+from grader.execute.records import ExecutionRecord, write_json
+from grader.intake.discovery import Submission
+from grader.run.worker import PARENT_ENV, Job, execute_config_to_dict, submission_summary, submission_to_dict
 
 
 @dataclass
@@ -125,7 +125,7 @@ class Batch:
         limit = cfg.execute.notebook_timeout + 2 * cfg.execute.probe_timeout + cfg.worker_margin
         reason = None
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "grader.worker", job_path], stdout=subprocess.PIPE,
+            proc = subprocess.Popen([sys.executable, "-m", "grader.run.worker", job_path], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True, start_new_session=True,
                                     env={**os.environ, PARENT_ENV: str(os.getpid())})
             with self._lock:
@@ -152,9 +152,9 @@ class Batch:
 
     def _record_failure(self, sub: Submission, out_dir: Path, reason: str, seconds: float) -> Outcome:
         """The worker died: keep whatever it recorded, mark it a grader error, write a result."""
-        from grader.golden import GoldenStore
-        from grader.judge import judge
-        from grader.rubric import load_rubric
+        from grader.judge.golden import GoldenStore
+        from grader.judge.verdicts import judge
+        from grader.rubric.config import load_rubric
 
         write_json(out_dir / "execution.json",
                    ExecutionRecord(sub.id, "grader_error", reason, seconds=round(seconds, 2)).to_json())

@@ -2,9 +2,9 @@
 
 import pytest
 
-from grader.hook_analysis import layer_ranges
-from reference.assignment import NUM_LAYERS
-from reference.sites import describe
+from grader.judge.hooks import layer_ranges
+from grader.spec.assignment import NUM_LAYERS
+from grader.spec.sites import describe
 
 
 def _no_hooks_message(ctx):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 STATE_MODULE = "__qgrader_probe__"
 SET_CELL = "__import__('sys').modules.get({m!r}) and setattr(__import__('sys').modules[{m!r}], 'current_cell', {i})"
-PROJECT_PACKAGES = ("reference", "grader", "fixtures")
+PROJECT_PACKAGES = ("reference", "grader", "fixtures", "miniature")
 MAX_FORWARDS = 64  # forward records kept (generate() makes one per new token)
 MAX_IDS_KEPT = 4096  # token ids kept per forward record, so the grader can rerun a student's own prompt
 

@@ -69,7 +69,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         entry = rubric.get(check_id(item), {})
         (dropped if entry.get("enabled", True) is False else kept).append(item)
-    from grader.rubric import CHECK_IDS
+    from grader.rubric.config import CHECK_IDS
 
     kept.sort(key=lambda item: (CHECK_IDS.index(check_id(item)) if check_id(item) in CHECK_IDS else 99, check_id(item)))
     items[:] = kept

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import nbformat
 
-from grader import probe
-from grader.kernel import CellOutcome, HiddenCodeError, KernelConfig, KernelDiedError, KernelSession
-from grader.records import CellRecord, ExecutionRecord, write_atomic, write_json
-from grader.sandbox import Sandbox, SandboxConfig, UidLease
-from grader.submissions import Submission, parse_canvas_name
-from reference.hashing import sha256
+from grader.execute import probe
+from grader.execute.kernel import CellOutcome, HiddenCodeError, KernelConfig, KernelDiedError, KernelSession
+from grader.execute.records import CellRecord, ExecutionRecord, write_atomic, write_json
+from grader.execute.sandbox import Sandbox, SandboxConfig, UidLease
+from grader.intake.discovery import Submission, parse_canvas_name
+from grader.spec.hashing import sha256
 
 PROBE_SOURCE = Path(probe.__file__).read_text()
 PROBE_OUT = ".grader-probe"  # folder in the working dir where extraction writes

@@ -2,7 +2,7 @@
 
 import pytest
 
-from reference.assignment import NUM_LAYERS
+from grader.spec.assignment import NUM_LAYERS
 
 
 @pytest.mark.reference_answerable

@@ -2,7 +2,7 @@
 
 import pytest
 
-from reference.assignment import NUM_LAYERS, NUM_TOKENS
+from grader.spec.assignment import NUM_LAYERS, NUM_TOKENS
 
 
 def _projections(ctx):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reference.sites import SITE_NAMES
+from grader.spec.sites import SITE_NAMES
 
 
 def ids_sha256(ids) -> str:
@@ -71,7 +71,7 @@ class GoldenStore:
     """Lazily computes and caches goldens for one model ('tiny', a hub id or a path)."""
 
     def __init__(self, model: str = "tiny", cache_dir: Path | None = None, device: str = "cpu"):
-        from fixtures.hf_cache import default_cache_root
+        from miniature.hf_cache import default_cache_root
 
         self.model_spec = model
         self.device = device
@@ -87,7 +87,7 @@ class GoldenStore:
         return self._loaded[dtype]
 
     def _key(self, ids_digest: str, dtype: str) -> str:
-        from fixtures import tiny
+        from miniature import tiny
 
         ident = tiny.revision() if self.model_spec == "tiny" else self.model_spec
         text = f"{ident}|{dtype}|{ids_digest}|{_versions()}|{self.device}"
@@ -128,7 +128,7 @@ class GoldenStore:
 
         from reference.capture import capture_all_sites
         from reference.metrics import layer_metrics
-        from reference.pca import pca3
+        from grader.spec.geometry import pca3
 
         loaded = self._model(dtype)
         device = next(loaded.model.parameters()).device

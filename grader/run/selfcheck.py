@@ -13,8 +13,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from grader.plugin import MANUAL_PREFIX
-from grader.submissions import Discovery, Submission
+from grader.rubric.plugin import MANUAL_PREFIX
+from grader.intake.discovery import Discovery, Submission
 
 
 def _symbols() -> dict[str, str]:
@@ -57,11 +57,11 @@ def _clip(text: str, n: int) -> str:
 
 def run_self_check(notebook: Path, args) -> int:
     from grader.cli import execute_config
-    from grader.execute import Executor
-    from grader.golden import GoldenStore
-    from grader.judge import judge
-    from grader.rubric import load_rubric
-    from grader.worker import submission_summary
+    from grader.execute.executor import Executor
+    from grader.judge.golden import GoldenStore
+    from grader.judge.verdicts import judge
+    from grader.rubric.config import load_rubric
+    from grader.run.worker import submission_summary
 
     notebook = Path(notebook)
     out_root = Path(args.out) if args.out != Path("grading") else Path(tempfile.mkdtemp(prefix="grade-self-check-"))

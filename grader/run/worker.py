@@ -1,4 +1,4 @@
-"""Grade one submission end to end in its own process: python -m grader.worker JOB.json
+"""Grade one submission end to end in its own process: python -m grader.run.worker JOB.json
 
 execute (kernel) -> judge (this process) -> report. One process per submission isolates the
 batch from anything a submission does to its grader process; the batch writes a result for a
@@ -14,9 +14,9 @@ import traceback
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from grader.execute import ExecuteConfig
-from grader.kernel import KernelConfig
-from grader.submissions import Submission
+from grader.execute.executor import ExecuteConfig
+from grader.execute.kernel import KernelConfig
+from grader.intake.discovery import Submission
 
 
 @dataclass
@@ -56,7 +56,7 @@ def execute_config_to_dict(cfg: ExecuteConfig) -> dict:
 
 
 def execute_config_from_dict(d: dict) -> ExecuteConfig:
-    from grader.sandbox import SandboxConfig
+    from grader.execute.sandbox import SandboxConfig
 
     d = dict(d)
     d["kernel"] = KernelConfig(**d.get("kernel", {}))
@@ -78,17 +78,17 @@ def submission_summary(sub: Submission) -> dict:
 
 
 def _display_name(path: Path) -> str:
-    from grader.submissions import parse_canvas_name
+    from grader.intake.discovery import parse_canvas_name
 
     canvas = parse_canvas_name(path.name)
     return canvas.filename if canvas else path.name
 
 
 def run_job(job: Job) -> dict:
-    from grader.execute import Executor
-    from grader.golden import GoldenStore
-    from grader.judge import judge
-    from grader.rubric import load_rubric
+    from grader.execute.executor import Executor
+    from grader.judge.golden import GoldenStore
+    from grader.judge.verdicts import judge
+    from grader.rubric.config import load_rubric
 
     sub = submission_from_dict(job.submission)
     out_dir = Path(job.out_dir)
@@ -110,7 +110,7 @@ def die_with_parent() -> None:
     re-parented already, and it compares its parent with the pid the batch put in its environment.
     Not Linux: a killed batch leaves this worker to finish on its own.
     """
-    from grader.sandbox import set_pdeathsig
+    from grader.execute.sandbox import set_pdeathsig
 
     expected = os.environ.get(PARENT_ENV)
     set_pdeathsig(int(expected) if expected else None)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from reference.assignment import NUM_TOKENS
+from grader.spec.assignment import NUM_TOKENS
 
 
 @pytest.mark.reference_answerable

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 
-from reference.assignment import TEMPLATE_MARKDOWN
+from grader.spec.assignment import TEMPLATE_MARKDOWN
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".svg", ".pdf", ".webp", ".gif"}
 PRINTED_MODEL_MARKERS = ("Qwen3DecoderLayer(", "(self_attn)", "(mlp)", "(input_layernorm)")

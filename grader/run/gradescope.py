@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
-BUNDLED = ("pyproject.toml", "README.md", "grader", "reference", "fixtures")
+BUNDLED = ("pyproject.toml", "README.md", "grader", "reference", "miniature", "fixtures")
 SKIP_PARTS = {"__pycache__", "submissions", ".pytest_cache"}
 
 SETUP_SH = """#!/usr/bin/env bash
@@ -31,7 +31,7 @@ python3 -m venv /autograder/venv
 pip install -q --upgrade pip
 pip install -q torch --index-url https://download.pytorch.org/whl/cpu
 pip install -q /autograder/source
-python -m fixtures.hf_cache  # build the miniature Qwen3-4B once, at image build time
+python -m miniature.hf_cache  # build the miniature Qwen3-4B once, at image build time
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
@@ -68,12 +68,12 @@ def _failure_results(reason: str) -> dict:
 
 def run_in_container(args) -> int:
     from grader.cli import execute_config
-    from grader.execute import Executor
-    from grader.golden import GoldenStore
-    from grader.judge import judge
-    from grader.rubric import load_rubric
-    from grader.submissions import Discovery
-    from grader.worker import submission_summary
+    from grader.execute.executor import Executor
+    from grader.judge.golden import GoldenStore
+    from grader.judge.verdicts import judge
+    from grader.rubric.config import load_rubric
+    from grader.intake.discovery import Discovery
+    from grader.run.worker import submission_summary
 
     root = Path(os.environ.get("GRADESCOPE_ROOT", "/autograder"))
     results_path = root / "results" / "results.json"

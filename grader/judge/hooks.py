@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from reference.sites import TARGET_SITE, parse_module_path, sites_readable_by
+from grader.spec.sites import TARGET_SITE, parse_module_path, sites_readable_by
 
 
 @dataclass

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from grader.golden import Golden, GoldenStore
-from grader.records import ExecutionRecord
-from reference.pca import align_signs, pca3, to_sphere, token_angles
-from reference.sites import SITE_NAMES, TARGET_SITE
+from grader.judge.golden import Golden, GoldenStore
+from grader.execute.records import ExecutionRecord
+from grader.spec.geometry import align_signs, pca3, to_sphere, token_angles
+from grader.spec.sites import SITE_NAMES, TARGET_SITE
 
 # Median per-token relative error under which a capture "equals" a golden activation.
 SITE_TOLERANCE = {"float32": 2e-3, "float64": 2e-3}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import plugin
-from grader.plugin import CheckResult
+from grader.rubric import plugin
+from grader.rubric.plugin import CheckResult
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
 
@@ -73,7 +73,7 @@ def run_rubric(ctx, rubric: dict) -> list[CheckResult]:
 
 def not_graded(rubric: dict, reason: str) -> list[CheckResult]:
     """Every enabled check failed with the same reason (for submissions that could not be judged)."""
-    from grader.rubric import CHECK_IDS
+    from grader.rubric.config import CHECK_IDS
 
     defaults = _declared_points()
     results = []
@@ -93,7 +93,7 @@ def _declared_points() -> dict[str, tuple[str, float, bool]]:
 
     out = {}
     for path in sorted(CHECKS_DIR.glob("test_*.py")):
-        module = importlib.import_module(f"grader.checks.{path.stem}")
+        module = importlib.import_module(f"grader.rubric.checks.{path.stem}")
         for name in dir(module):
             fn = getattr(module, name)
             marks = {m.name: m for m in getattr(fn, "pytestmark", [])}
