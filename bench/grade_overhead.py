@@ -38,7 +38,7 @@ NotebookClient(nb, kernel_name="python3", timeout=1200, allow_errors=True,
 
 def bare_env(hf_home: Path, workdir: Path) -> dict:
     """The environment `grade` gives its kernels, minus the sandbox: the fair baseline."""
-    from grader.execute.executor import ExecuteConfig, kernel_env
+    from grader.execute.config import ExecuteConfig, kernel_env
 
     env = kernel_env(ExecuteConfig(hf_home=hf_home, threads=os.cpu_count() or 1), workdir)
     env["PATH"] = os.environ["PATH"]

@@ -1,11 +1,10 @@
-"""The `grade` command.
+"""The `grade` command: arguments -> Settings -> a verb. No logic here.
 
-    grade PATH... [--out DIR] [--model tiny|<hub id>|<path>] [--workers N] [--cell-timeout S]
-                  [--timeout S] [--resume] [--shard K/N] [--rubric FILE]
-    grade --self-check NOTEBOOK.ipynb        a student's check on a laptop CPU (the miniature)
-    grade --summarize DIR                    rebuild grades.csv and index.html (after merging shards)
-    grade --gradescope                       inside Gradescope's autograder container
-    grade --make-gradescope-bundle FILE.zip  the autograder zip for Gradescope
+    grade PATH... [options]              grade submissions (notebooks, folders, zips, a Canvas download)
+    grade check NOTEBOOK                 a student's self-check on a laptop CPU (the miniature)
+    grade summarize DIR                  rebuild grades.csv, grades_detail.csv and index.html
+    grade gradescope-bundle FILE.zip     write Gradescope's autograder zip
+    grade gradescope-run                 grade inside Gradescope's container
 """
 
 from __future__ import annotations
@@ -13,29 +12,29 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from grader.execute.executor import ExecuteConfig
+from grader.settings import Settings
 
-EXIT_OK, EXIT_USAGE, EXIT_GRADER_ERRORS = 0, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GRADER_ERRORS = 0, 1, 2, 3
+DEFAULT_ASSIGNMENT = "Qwen3 residual stream (autograded)"
+# The flags of earlier versions, each now a verb: still accepted, with one deprecation line.
+DEPRECATED_FLAGS = {"--self-check": "check", "--summarize": "summarize", "--gradescope": "gradescope-run",
+                    "--make-gradescope-bundle": "gradescope-bundle"}
 
 
 def _shard(text: str) -> tuple[int, int]:
+    from grader.run.batch import parse_shard
+
     try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard expects K/N such as 2/8, got {text!r}") from None
-    if not 1 <= k <= n:
-        raise argparse.ArgumentTypeError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
-    return k, n
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="grade", description="Autograde the Qwen3-4B residual-stream notebook assignment.",
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("paths", nargs="*", type=Path, help="notebooks, folders, zips (Canvas downloads welcome)")
-    p.add_argument("--out", type=Path, default=Path("grading"), help="output folder (default: grading/)")
+def _run_options(p: argparse.ArgumentParser, out_default: Path | None) -> None:
+    """The options of every verb that executes notebooks."""
+    p.add_argument("--out", type=Path, default=out_default, help=f"output folder (default: {out_default or 'a temporary folder'})")
     p.add_argument("--model", default="tiny", help="'tiny' (the bundled miniature, default), a hub id such as "
                    "Qwen/Qwen3-4B (read from your Hugging Face cache), or a local folder")
     p.add_argument("--device", default="cpu", help="where the grader computes goldens: cpu (default) or cuda")
@@ -46,113 +45,110 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address-space limit of each student kernel (default 8 for the miniature, none otherwise; 0: none)")
     p.add_argument("--no-isolation", action="store_true",
                    help="do not run kernels as an unprivileged user in namespaces (resource limits still apply)")
+    p.add_argument("--rubric", type=Path, help="a rubric.toml overriding points or disabling checks")
+    p.add_argument("--no-report", action="store_true", help="skip the per-submission HTML reports")
+
+
+def _canvas_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--canvas-assignment", default=DEFAULT_ASSIGNMENT,
+                   help="the assignment column of grades.csv, as Canvas names it: 'Name (id)'")
+
+
+def build_parsers() -> dict[str, argparse.ArgumentParser]:
+    """One parser per verb; `grade PATH...` is the `grade` verb without its name."""
+    parsers = {}
+    p = parsers["grade"] = argparse.ArgumentParser(prog="grade", description="Grade submissions.")
+    p.add_argument("paths", nargs="+", type=Path, help="notebooks, folders, zips (Canvas downloads welcome)")
+    _run_options(p, Path("grading"))
+    _canvas_option(p)
     p.add_argument("--resume", action="store_true", help="skip submissions already graded in --out")
     p.add_argument("--shard", type=_shard, help="grade the K-th of N slices (K/N), e.g. for a Slurm array")
-    p.add_argument("--rubric", type=Path, help="a rubric.toml overriding points or disabling checks")
-    p.add_argument("--canvas-assignment", default="Qwen3 residual stream (autograded)",
-                   help="the assignment column of grades.csv, as Canvas names it: 'Name (id)'")
-    p.add_argument("--no-report", action="store_true", help="skip the per-submission HTML reports")
-    p.add_argument("--self-check", type=Path, metavar="NOTEBOOK", help="check one notebook and print the verdicts")
-    p.add_argument("--summarize", type=Path, metavar="DIR", help="rebuild grades.csv, grades_detail.csv, index.html")
-    p.add_argument("--gradescope", action="store_true", help="run inside Gradescope's /autograder layout")
-    p.add_argument("--make-gradescope-bundle", type=Path, metavar="FILE.zip", help="write Gradescope's autograder zip")
-    return p
+    p = parsers["check"] = argparse.ArgumentParser(prog="grade check", description="Check one notebook before "
+                                                   "submitting it, on the miniature model, and print the verdicts.")
+    p.add_argument("notebook", type=Path)
+    _run_options(p, None)
+    p = parsers["summarize"] = argparse.ArgumentParser(prog="grade summarize", description="Rebuild grades.csv, "
+                                                       "grades_detail.csv and index.html (after merging shard folders).")
+    p.add_argument("dir", type=Path)
+    _canvas_option(p)
+    p = parsers["gradescope-bundle"] = argparse.ArgumentParser(prog="grade gradescope-bundle",
+                                                               description="Write Gradescope's autograder zip.")
+    p.add_argument("zip", type=Path, metavar="FILE.zip")
+    p = parsers["gradescope-run"] = argparse.ArgumentParser(prog="grade gradescope-run",
+                                                            description="Grade inside Gradescope's /autograder layout.")
+    _run_options(p, None)
+    return parsers
 
 
-def hf_home_for(model: str) -> Path | None:
-    if model == "tiny":
-        from miniature.hf_cache import ensure_hf_home
-
-        return ensure_hf_home()
-    env = os.environ.get("HF_HOME")
-    return Path(env) if env else Path.home() / ".cache" / "huggingface"
+def usage() -> str:
+    return (__doc__.split("\n\n", 1)[1].rstrip() + "\n\n`grade VERB --help` lists the options of a verb; "
+            "`grade --help-grade` those of grading.\n")
 
 
-def execute_config(args, workers: int, hide: list[Path] = (), log=print) -> ExecuteConfig:
-    """Execution settings, with the sandbox mode decided once for the whole run (and said once)."""
-    from miniature.hf_cache import default_cache_root
-    from grader.execute.sandbox import GB, Sandbox, SandboxConfig
-
-    memory = args.memory if args.memory is not None else (8 if args.model == "tiny" else 0)
-    sandbox_cfg = SandboxConfig(memory_bytes=int(memory * GB) or None, isolate=not args.no_isolation,
-                                hide=[str(p) for p in [*hide, default_cache_root()]])
-    sandbox = Sandbox.detect(sandbox_cfg)
-    log(f"sandbox: {sandbox.message}")
-    return ExecuteConfig(hf_home=hf_home_for(args.model), cell_timeout=args.cell_timeout,
-                         notebook_timeout=args.timeout, threads=max(1, (os.cpu_count() or 1) // max(1, workers)),
-                         sandbox=sandbox_cfg, sandbox_mode=sandbox.mode)
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings(model=args.model, device=args.device, workers=max(1, args.workers), cell_timeout=args.cell_timeout,
+                    timeout=args.timeout, memory_gb=args.memory, isolate=not args.no_isolation, rubric=args.rubric,
+                    report=not args.no_report)
 
 
-def run_grade(args) -> int:
-    from grader.run.batch import Batch, BatchConfig
-    from grader.judge.golden import GoldenStore
-    from grader.report.gradebook import write_class_outputs
-    from grader.rubric.config import load_rubric
-    from grader.intake.discovery import Discovery
+def _undeprecate(argv: list[str]) -> list[str]:
+    """`grade --self-check NB` -> `grade check NB` (and the other old flags), with one line on stderr."""
+    for flag, verb in DEPRECATED_FLAGS.items():
+        for i, word in enumerate(argv):
+            name, _, value = word.partition("=")
+            if name == flag:
+                print(f"note: `grade {flag}` is deprecated; use `grade {verb}`", file=sys.stderr)
+                rest = argv[:i] + argv[i + 1:]
+                takes_value = verb != "gradescope-run"
+                if takes_value and not value and i < len(argv) - 1:
+                    value, rest = argv[i + 1], argv[:i] + argv[i + 2:]
+                return [verb, *([value] if takes_value else []), *rest]
+    return argv
 
-    load_rubric(args.rubric)  # fail early on a bad rubric
-    discovery = Discovery()
-    try:
-        subs = discovery.find(args.paths)
-        for note in discovery.notes:
-            print(f"note: {note}")
-        if not subs:
-            print(f"error: no submissions found in {', '.join(map(str, args.paths))} (expected .ipynb files, "
-                  "folders of them, or zips)", file=sys.stderr)
-            return EXIT_USAGE
-        workers = max(1, args.workers)
-        print(f"grading {len(subs)} submission(s) with {workers} worker(s); model {args.model}; output in {args.out}/")
-        inputs = [p.resolve() if p.is_dir() else p.resolve().parent for p in args.paths if p.exists()]
-        with ThreadPoolExecutor(1) as pool:  # the sandbox probe (a process) runs while the golden loads
-            sandbox_log: list[str] = []
-            execute = pool.submit(execute_config, args, workers, [args.out.resolve(), *inputs], sandbox_log.append)
-            store = GoldenStore(args.model, device=args.device)
-            golden = store.get()  # computed once here, before workers start
-            print(f"golden ready: {golden.num_layers} layers x {golden.n_tokens} tokens ({golden.model_id})")
-            execute_cfg = execute.result()
-            for line in sandbox_log:
-                print(line)
-        args.out.mkdir(parents=True, exist_ok=True)
-        cfg = BatchConfig(out=args.out, workers=workers, model=args.model, device=args.device, rubric=args.rubric,
-                          resume=args.resume, shard=args.shard, report=not args.no_report, execute=execute_cfg)
-        outcomes = Batch(cfg).run(subs)
-    finally:
-        discovery.cleanup()
-    paths = write_class_outputs(args.out, canvas_assignment=args.canvas_assignment)
-    errors = [o for o in outcomes if o.status == "grader_error"]
-    print(f"done: {len(outcomes)} graded ({sum(o.skipped for o in outcomes)} resumed); "
-          f"{len(errors)} grader error(s). Class overview: {paths['index']}; Canvas: {paths['csv']}")
-    return EXIT_GRADER_ERRORS if errors else EXIT_OK
+
+def run_verb(verb: str, args: argparse.Namespace) -> int:
+    if verb == "grade":
+        from grader.run.batch import grade_paths
+
+        outcomes = grade_paths(args.paths, args.out, settings_from(args), resume=args.resume, shard_spec=args.shard,
+                               canvas_assignment=args.canvas_assignment)
+        return EXIT_GRADER_ERRORS if any(o.status == "grader_error" for o in outcomes) else EXIT_OK
+    if verb == "check":
+        from grader.run.selfcheck import run_self_check
+
+        return run_self_check(args.notebook, settings_from(args), out=args.out)
+    if verb == "summarize":
+        from grader.report.gradebook import write_class_outputs
+
+        paths = write_class_outputs(args.dir, canvas_assignment=args.canvas_assignment)
+        print(f"wrote {paths['csv']}, {paths['detail']} and {paths['index']}")
+        return EXIT_OK
+    if verb == "gradescope-bundle":
+        from grader.run.gradescope import make_bundle
+
+        print(f"wrote {make_bundle(args.zip)}")
+        return EXIT_OK
+    from grader.run.gradescope import run_in_container
+
+    return run_in_container(settings_from(args))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = _undeprecate(list(sys.argv[1:] if argv is None else argv))
+    parsers = build_parsers()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return EXIT_OK if argv else EXIT_USAGE
+    if argv[0] == "--help-grade":
+        parsers["grade"].print_help()
+        return EXIT_OK
+    verb, rest = (argv[0], argv[1:]) if argv[0] in parsers else ("grade", argv)
+    args = parsers[verb].parse_args(rest)
     from grader.rubric.config import RubricError
     from grader.spec.errors import UsageError
 
     try:
-        if args.self_check:
-            from grader.run.selfcheck import run_self_check
-
-            return run_self_check(args.self_check, args)
-        if args.summarize:
-            from grader.report.gradebook import write_class_outputs
-
-            paths = write_class_outputs(args.summarize, canvas_assignment=args.canvas_assignment)
-            print(f"wrote {paths['csv']}, {paths['detail']} and {paths['index']}")
-            return EXIT_OK
-        if args.make_gradescope_bundle:
-            from grader.run.gradescope import make_bundle
-
-            print(f"wrote {make_bundle(args.make_gradescope_bundle)}")
-            return EXIT_OK
-        if args.gradescope:
-            from grader.run.gradescope import run_in_container
-
-            return run_in_container(args)
-        if not args.paths:
-            build_parser().error("give submissions to grade (PATH...), or --self-check NOTEBOOK")
-        return run_grade(args)
+        return run_verb(verb, args)
     except (UsageError, RubricError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -22,7 +22,7 @@ import torch
 from reference import model as model_mod
 from grader.spec.assignment import LABELS, NUM_TOKENS, PROMPT
 from reference.capture import Captures, capture_all_sites
-from grader.spec.hashing import sha256
+from grader.io import sha256
 from reference.metrics import layer_metrics
 from grader.spec.geometry import pca3
 from grader.spec.sites import SITE_NAMES

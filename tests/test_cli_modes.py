@@ -15,7 +15,7 @@ import pytest
 
 from fixtures.notebooks import build
 from grader.rubric.config import CHECK_IDS, RubricError, load_rubric
-from grader.rubric.runner import _declared_points
+from grader.rubric.runner import declared_checks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,8 +57,8 @@ def test_gradescope_bundle_holds_the_scripts_and_the_project(tmp_path):
         names = set(zf.namelist())
         mode = (zf.getinfo("run_autograder").external_attr >> 16) & 0o777
         setup = zf.read("setup.sh").decode()
-    assert {"setup.sh", "run_autograder", "pyproject.toml", "grader/cli.py", "grader/checks/test_part3_hooks.py",
-            "grader/rubric.toml", "reference/assignment.py", "fixtures/tiny.py", "fixtures/golden/projections.npz"} <= names
+    assert {"setup.sh", "run_autograder", "pyproject.toml", "grader/cli.py", "grader/rubric/checks/test_part3_hooks.py",
+            "grader/rubric/rubric.toml", "grader/spec/assignment.py", "miniature/tiny.py", "miniature/golden/projections.npz"} <= names
     assert mode & 0o111 and not any("/submissions/" in n or "__pycache__" in n for n in names)
     assert "pip install -q /autograder/source" in setup
 
@@ -86,7 +86,7 @@ def test_gradescope_container_mode_always_writes_a_result(tmp_path):
 
 
 def test_default_rubric_agrees_with_the_points_on_the_checks():
-    declared = _declared_points()
+    declared = declared_checks()
     assert list(declared) == sorted(declared) and set(declared) == set(CHECK_IDS)
     rubric = load_rubric()
     assert {cid: e["points"] for cid, e in rubric.items()} == {cid: p for cid, (_, p, _) in declared.items()}
@@ -94,15 +94,16 @@ def test_default_rubric_agrees_with_the_points_on_the_checks():
 
 
 def test_rubric_overrides_points_and_disables_checks(batch, tmp_path):
-    from grader.judge.golden import GoldenStore
-    from grader.judge.verdicts import judge
+    from grader.intake.submission import SubmissionInfo
+    from grader.pipeline import conclude
+    from grader.settings import Settings
 
     rubric_file = tmp_path / "rubric.toml"
     rubric_file.write_text('[checks."p3.captures_match"]\npoints = 30\n[checks."p2.diagram"]\nenabled = false\n')
     out = tmp_path / "wrong_site_mlp"
     shutil.copytree(batch / "wrong_site_mlp", out)
-    sub = json.loads((out / "submission.json").read_text())
-    grade = judge(sub, out, GoldenStore(), load_rubric(rubric_file), report=False)
+    sub = SubmissionInfo.from_json(json.loads((out / "submission.json").read_text()))
+    grade = conclude(sub, out, Settings(rubric=rubric_file, report=False))
     by = {c.id: c for c in grade.checks}
     assert "p2.diagram" not in by and by["p3.captures_match"].max_points == 30 and by["p3.captures_match"].points == 0
     assert grade.max_score == 100 - 10 + 15

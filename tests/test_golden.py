@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from miniature.make_golden import GOLDEN_DIR
+from reference.make_golden import GOLDEN_DIR
 from grader.spec.assignment import NUM_LAYERS, NUM_TOKENS
 
 
@@ -17,8 +17,8 @@ def test_regenerated_projections_match_committed_golden(reference_dir):
             assert fresh[key].dtype == np.float32
             worst = max(worst, float(np.abs(fresh[key] - golden[key]).max()))
     assert worst <= 1e-5, (
-        f"projections drifted from fixtures/golden by up to {worst:.2e}; if a library upgrade is the cause "
-        "and the change is understood, run `python -m miniature.make_golden` and commit the result"
+        f"projections drifted from miniature/golden by up to {worst:.2e}; if a library upgrade is the cause "
+        "and the change is understood, run `python -m reference.make_golden` and commit the result"
     )
 
 

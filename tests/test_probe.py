@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from grader.execute.probe import _classify, _layer_key, _per_layer, _to_float_array
+from grader.execute.extract import _classify, _layer_key, _per_layer, _to_float_array
 
 
 @pytest.mark.parametrize("key, layer", [(0, 0), (35, 35), ("7", 7), ("layer_7", 7), ("Layer 7", 7), ("L7", 7),

@@ -22,7 +22,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.report.html import render_submission, strip_ansi, write_index, write_submission_report
+from grader.report.index import write_index
+from grader.report.render import strip_ansi
+from grader.report.submission import render_submission
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -82,7 +84,7 @@ def graded(tmp_path_factory) -> Path:
 def golden():
     from grader.judge.golden import GoldenStore
 
-    return GoldenStore("tiny").get()
+    return GoldenStore("tiny")
 
 
 def page(graded: Path, sid: str) -> str:
@@ -179,13 +181,17 @@ def test_unjudged_submission_renders_with_its_reason(graded):
 
 
 def test_large_gif_is_shown_as_its_first_frame(graded, golden, tmp_path, monkeypatch):
-    from grader.report import html as report_html
+    from grader.judge.verdicts import judge
+    from grader.report import sections
+    from grader.results import Result
+    from grader.rubric.config import load_rubric
 
     out = tmp_path / RICH
     shutil.copytree(graded / RICH, out)
     gif_bytes = (out / "files" / "tokens.gif").stat().st_size
-    monkeypatch.setattr(report_html, "MAX_INLINE_GIF_BYTES", gif_bytes - 1)  # as if it were over 5 MB
-    html = render_submission(out, results(graded, RICH), golden)
+    monkeypatch.setattr(sections, "MAX_INLINE_GIF_BYTES", gif_bytes - 1)  # as if it were over 5 MB
+    result = Result.read(out)
+    html = render_submission(out, result, judge(out, golden, load_rubric(), result.submission.attachments))
     assert "Too large to embed: first frame only." in html
     assert re.search(r'<img class="gif" src="data:image/png;base64,', html)
     assert "data:image/gif" not in html
@@ -215,10 +221,10 @@ def test_index_links_every_submission_and_summarises(graded):
 
 
 def test_index_escapes_and_rebuilds_from_rows(graded, tmp_path):
-    from grader.report.gradebook import load_results
+    from grader.results import load_results
 
     rows = load_results(graded)
-    rows[0]["submission"]["student_name"] = "<img src=x onerror=alert(4)>"
+    rows[0].submission.student_name = "<img src=x onerror=alert(4)>"
     html = write_index(tmp_path, rows).read_text()
     assert "&lt;img src=x onerror=alert(4)&gt;" in html and "<img src=x" not in html
     assert 'href="' not in html.split('id="subs"')[1].split("</table>")[0]  # no report.html under tmp_path

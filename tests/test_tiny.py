@@ -80,7 +80,7 @@ def test_weights_are_the_same_bytes_everywhere(hf_home):
     digest = hashlib.sha256((_snapshot(hf_home) / "model.safetensors").read_bytes()).hexdigest()
     assert digest == PINNED_WEIGHTS_SHA256, (
         f"model.safetensors changed (sha256 {digest}); if intended, bump tiny.GENERATOR_VERSION, "
-        "regenerate fixtures/golden and update PINNED_WEIGHTS_SHA256"
+        "regenerate miniature/golden and update PINNED_WEIGHTS_SHA256"
     )
 
 

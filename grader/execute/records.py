@@ -1,25 +1,12 @@
-"""What executing one submission produced (execution.json), and atomic file writing."""
+"""What executing one submission produced: execution.json, read and written as an ExecutionRecord."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# Execution statuses, worst first. A submission that blew up is still a record with a reason.
-STATUSES = (
-    "no_notebook",  # nothing gradable was submitted
-    "invalid_notebook",  # not a readable Jupyter notebook
-    "tampered",  # the notebook disabled or replaced the grader's recording
-    "extract_failed",  # the notebook ran but its results could not be read back
-    "kernel_died",  # the kernel process ended (crash, os._exit, killed for memory)
-    "timeout",  # a cell or the whole notebook ran past its time budget
-    "cell_errors",  # ran to the end, some cells raised
-    "ok",  # ran to the end without errors
-    "grader_error",  # the grader itself failed on this submission (a bug to report)
-)
+from grader.status import Status
 
 
 @dataclass
@@ -37,7 +24,7 @@ class CellRecord:
 @dataclass
 class ExecutionRecord:
     submission_id: str
-    status: str
+    status: Status
     reason: str  # one sentence for a TA: what happened
     seconds: float = 0.0
     cells: list[CellRecord] = field(default_factory=list)
@@ -64,33 +51,29 @@ class ExecutionRecord:
     def to_json(self) -> dict:
         return asdict(self)
 
+    def take_probe(self, data: dict, nonce: str) -> None:
+        """Fill in what the kernel-side extraction (probe.json) found."""
+        if data.get("nonce") != nonce:
+            self.tampered += data.get("tampered") or ["the grader's recording was replaced"]
+        else:
+            self.tampered += data.get("tampered", [])
+        for key in ("hooks", "forwards", "model", "tokenizer", "captures", "projections"):
+            setattr(self, key, data.get(key))
+        self.hooks = self.hooks or []
+        self.forwards = self.forwards or []
+        self.n_forwards = data.get("n_forwards", 0)
+        self.captures_candidates = data.get("captures_candidates", [])
+        self.projections_candidates = data.get("projections_candidates", [])
+        self.project_imports = sorted(set(data.get("project_imports", [])) | set(data.get("project_modules_loaded", [])))
+        self.probe_errors = data.get("errors", [])
+
     @classmethod
     def from_json(cls, data: dict) -> "ExecutionRecord":
         data = dict(data)
         data["cells"] = [CellRecord(**c) for c in data.get("cells", [])]
+        data["status"] = Status(data["status"])
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write a file so that readers see the old content or the new, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(path: Path, obj) -> None:
-    write_atomic(path, json.dumps(obj, indent=1, default=str) + "\n")
 
 
 def read_execution(path: Path) -> ExecutionRecord:

@@ -46,6 +46,23 @@ class SandboxConfig:
     tmpfs_size: str = "512m"  # size of the private /tmp
     hide: list[str] = field(default_factory=list)  # folders the kernel must not see (output, inputs)
 
+    def explain(self, ename: str | None, evalue: str | None) -> str | None:
+        """A TA-readable phrase when a cell error came from one of these limits, else None."""
+        text = f"{ename}: {evalue}"
+        if "MemoryError" in (ename or "") or any(
+                m in text for m in ("can't allocate memory", "Cannot allocate memory", "Unable to allocate")):
+            limit = f"{self.memory_bytes / GB:g} GB" if self.memory_bytes else "the machine's memory"
+            return f"ran out of memory (a student kernel may use at most {limit})"
+        if "File too large" in text or "Errno 27" in text:
+            return f"hit the file size limit ({self.file_bytes >> 20} MB per file)"
+        if ename == "BlockingIOError" or "Resource temporarily unavailable" in text:
+            return f"hit the process limit ({self.nproc} processes and threads)"
+        if "Network is unreachable" in text or "Name or service not known" in text or "Temporary failure in name" in text:
+            return "tried to use the network, which student kernels do not have"
+        if ename == "PermissionError":
+            return "was denied access to a file outside its working directory"
+        return None
+
 
 class UidLease:
     """An unprivileged uid of its own for one kernel, held with flock (released even on kill -9).

@@ -10,67 +10,19 @@ Submission with a `problem`, so it ends as a result with a reason instead of bei
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
-CANVAS_NAME = re.compile(r"^(?P<name>[a-z][a-z0-9\-]*?)(?P<late>_LATE)?_(?P<uid>\d+)_(?P<aid>\d+)_(?P<file>.+)$")
-CANVAS_ANON = re.compile(r"^anon_(?P<anon>[A-Za-z0-9]+)(?P<late>_LATE)?_(?:(?P<uid>\d+)_)?(?P<aid>\d+)_(?P<file>.+)$")
-RESUBMISSION = re.compile(r"^(?P<stem>.+?)-(?P<n>\d+)(?P<ext>\.[^.]+)?$")
+from grader.intake.canvas import CanvasName, parse_canvas_name, safe_id
+from grader.intake.submission import Submission
+
 IGNORED_PARTS = {".ipynb_checkpoints", "__MACOSX", "__pycache__", ".git"}
 MAX_ZIP_BYTES = 2 << 30  # uncompressed size accepted from one zip
 MAX_ATTACHMENTS = 50
 # Loose files that go with a notebook (the diagram, tokens.gif); anything else stands alone.
 ATTACHMENT_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".pdf", ".webp"}
-
-
-@dataclass
-class CanvasName:
-    student: str  # sortable name, or "anon_<id>"
-    user_id: str | None
-    attachment_id: int
-    late: bool
-    filename: str  # the student's own file name, resubmission suffix removed
-    resubmission: int = 0
-
-
-@dataclass
-class Submission:
-    id: str  # stable, filesystem-safe; the folder name under --out
-    source: str  # what the instructor pointed at, for messages
-    notebook: Path | None = None
-    attachments: list[Path] = field(default_factory=list)
-    student_name: str | None = None
-    student_id: str | None = None
-    late: bool = False
-    attachment_id: int | None = None
-    problem: str | None = None  # why this cannot be executed as it is
-    notes: list[str] = field(default_factory=list)
-
-
-def parse_canvas_name(filename: str) -> CanvasName | None:
-    m = CANVAS_ANON.match(filename)
-    if m:
-        student, uid = f"anon_{m['anon']}", m["uid"] or m["anon"]
-    else:
-        m = CANVAS_NAME.match(filename)
-        if not m:
-            return None
-        student, uid = m["name"], m["uid"]
-    original, resub = m["file"], 0
-    r = RESUBMISSION.match(original)
-    if r:
-        original, resub = r["stem"] + (r["ext"] or ""), int(r["n"])
-    return CanvasName(student, uid, int(m["aid"]), bool(m["late"]), original, resub)
-
-
-def safe_id(text: str) -> str:
-    """Filesystem-safe and stable: letters, digits, '-', '_', '.' only."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")
-    return cleaned[:80] or "submission"
 
 
 def _ignored(path: Path) -> bool:

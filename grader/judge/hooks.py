@@ -70,3 +70,47 @@ def summarize(hooks: list[dict]) -> HookSummary:
         if TARGET_SITE in sites_readable_by(rel, kind):
             summary.reads_target.add(layer)
     return summary
+
+
+@dataclass
+class HookGroup:
+    """Registrations of one kind at one place (module path with N for the layer), for the report's table."""
+
+    module: str
+    module_type: str
+    kind: str
+    with_kwargs: bool
+    removed: bool
+    cell: int | None
+    origin: str
+    count: int = 0
+    layers: list[int] = field(default_factory=list)
+    reads: str = ""  # the sites these hooks can read, in words
+    reads_target: bool = False
+
+    @property
+    def layer_text(self) -> str:
+        return layer_ranges(self.layers) if self.layers else "–"
+
+
+def hook_groups(hooks: list[dict]) -> list[HookGroup]:
+    """Every registration (the student's and the libraries'), grouped by place, kind and cell."""
+    groups: dict[tuple, HookGroup] = {}
+    for h in hooks:
+        module = h.get("module") or ""
+        parsed = parse_module_path(module)
+        kind = h.get("kind", "forward")
+        generic, rel = (module, None) if parsed is None else ("model.layers.N" + (f".{parsed[1]}" if parsed[1] else ""),
+                                                              parsed[1])
+        key = (generic, h.get("module_type"), kind, bool(h.get("with_kwargs")), bool(h.get("removed")), h.get("cell"),
+               h.get("origin", "student"))
+        g = groups.setdefault(key, HookGroup(generic, h.get("module_type") or "", kind, key[3], key[4], key[5], key[6]))
+        g.count += 1
+        if parsed is not None:
+            g.layers.append(parsed[0])
+            readable = sites_readable_by(rel, kind)
+            g.reads = ", ".join(readable) or "nothing of this layer's"
+            g.reads_target = TARGET_SITE in readable
+    for g in groups.values():
+        g.reads = g.reads or "not a decoder layer module"
+    return sorted(groups.values(), key=lambda g: (g.cell if g.cell is not None else 1e9, g.module))

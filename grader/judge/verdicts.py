@@ -1,55 +1,91 @@
-"""Judge one executed submission in the grader process: compare, run the rubric, write results.
+"""Judge one executed submission in the grader process: compare, gather evidence, run the rubric.
 
-Reads out/<id>/{execution.json, extracted.npz, executed.ipynb, files/}; writes results.json
-(Gradescope's schema) and comparison.json. Never trusts the kernel: arrays are loaded without
-pickle, sizes were capped by the executor, and the golden never entered the kernel.
+Reads out/<id>/{execution.json, extracted.npz, executed.ipynb, files/}; returns a Judgement holding
+every verdict and everything the report shows (hook groups, sphere panels), so the report only
+renders. Never trusts the kernel: arrays are loaded without pickle, sizes were capped by the
+executor, and the golden never entered the kernel.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-import numpy as np
 
+from grader.execute.records import ExecutionRecord, read_execution
+from grader.io import load_npz
 from grader.judge import evidence as ev
-from grader.judge.compare import Comparison, compare
+from grader.judge.comparison import Comparison, compare
 from grader.judge.golden import Golden, GoldenStore
-from grader.judge.hooks import HookSummary, summarize
-from grader.execute.records import ExecutionRecord, read_execution, write_json
-from grader.rubric.runner import Grade, not_graded, run_rubric
-
-UNJUDGEABLE = {"no_notebook", "invalid_notebook", "grader_error", "tampered"}
+from grader.judge.hooks import HookGroup, HookSummary, hook_groups, summarize
+from grader.judge.projections import SpherePanel, sphere_panels
+from grader.results import CheckResult, Summary
+from grader.rubric.runner import not_graded, run_rubric
+from grader.status import Status
+from grader.intake.submission import SubmissionInfo
 
 
 @dataclass
 class Context:
     """Everything a check may look at."""
 
-    submission: dict
     execution: ExecutionRecord
     comparison: Comparison
     evidence: ev.Evidence
     hooks: HookSummary
+
+
+@dataclass
+class Judgement:
+    """The verdicts on one submission and what the report shows of them."""
+
+    execution: ExecutionRecord
     golden: Golden
-    out_dir: Path
+    checks: list[CheckResult]
+    comparison: Comparison | None = None  # None: the submission could not be judged
+    evidence: ev.Evidence = field(default_factory=ev.Evidence)
+    hooks: HookSummary = field(default_factory=lambda: summarize([]))
+    hook_groups: list[HookGroup] = field(default_factory=list)
+    spheres: list[SpherePanel] = field(default_factory=list)
+    sphere_note: str = ""
+    notebook: nbformat.NotebookNode | None = None  # the executed notebook
 
+    @property
+    def judged(self) -> bool:
+        return self.comparison is not None
 
-def load_extracted(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        return {}
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    def mistakes(self) -> list[str]:
+        """Short labels for the class overview: which mistake classes this submission shows."""
+        labels = []
+        if self.execution.status not in (Status.OK, Status.CELL_ERRORS):
+            labels.append(f"status: {self.execution.status}")
+        failed = {c.id for c in self.checks if c.status in ("failed", "error")}
+        caps = self.comparison.captures if self.comparison else None
+        if "p3.captures_match" in failed and caps and caps.dominant:
+            site, offset = caps.dominant
+            if site != "resid_pre" or offset:
+                labels.append(f"captures: {site}" + (f" (layer {offset:+d})" if offset else ""))
+        return labels + [f"failed {cid}" for cid in sorted(failed)]
+
+    def summary(self, info: SubmissionInfo) -> Summary:
+        rec, caps = self.execution, (self.comparison.captures if self.comparison else None)
+        prompt = self.comparison.prompt if self.comparison else None
+        found = self.evidence if self.judged else ev.Evidence()  # an unjudged submission is credited nothing
+        return Summary(
+            status=rec.status, reason=rec.reason, student_name=info.student_name, student_id=info.student_id,
+            late=info.late, captures_site=caps.dominant[0] if caps and caps.dominant else None,
+            captures_layer_offset=caps.dominant[1] if caps and caps.dominant else None,
+            captures_layers_correct=caps.n_correct if caps else 0, hook_sites=dict(self.hooks.placements),
+            gif_frames=found.gif.frames, answer=found.answer, diagrams=found.diagrams,
+            prompt_tokens=prompt.token_counts if prompt else [], ran_golden_prompt=prompt.ran_golden if prompt else False,
+            uses_reference=bool(rec.project_imports), project_imports=rec.project_imports,
+            cell_errors=len(rec.cell_errors), execution_seconds=rec.seconds, notes=rec.notes,
+            mistakes=self.mistakes())
 
 
 def gather_evidence(rec: ExecutionRecord, out_dir: Path, attachments: list[str]) -> tuple[ev.Evidence, object]:
-    nb = None
-    nb_path = out_dir / "executed.ipynb"
-    if nb_path.is_file():
-        nb = nbformat.read(nb_path, as_version=4)
+    nb = _read_notebook(out_dir)
     files_dir = out_dir / "files"
     found = ev.Evidence(
         printed_model=ev.printed_model(nb),
@@ -61,109 +97,33 @@ def gather_evidence(rec: ExecutionRecord, out_dir: Path, attachments: list[str])
     return found, nb
 
 
-def mistakes(grade_checks, comparison: Comparison | None, rec: ExecutionRecord) -> list[str]:
-    """Short labels for the class overview: which mistake classes this submission shows."""
-    labels = []
-    if rec.status not in ("ok", "cell_errors"):
-        labels.append(f"status: {rec.status}")
-    failed = {c.id for c in grade_checks if c.status in ("failed", "error")}
-    if "p3.captures_match" in failed and comparison and comparison.captures and comparison.captures.dominant:
-        site, offset = comparison.captures.dominant
-        if site != "resid_pre" or offset:
-            labels.append(f"captures: {site}" + (f" (layer {offset:+d})" if offset else ""))
-    for cid in sorted(failed):
-        labels.append(f"failed {cid}")
-    return labels
-
-
-def judge(submission: dict, out_dir: Path, store: GoldenStore, rubric: dict, report: bool = True) -> Grade:
-    t0 = time.monotonic()
+def judge(out_dir: Path, store: GoldenStore, rubric: dict, attachments: list[str]) -> Judgement:
+    """Every verdict on the submission executed into out_dir."""
     rec = read_execution(out_dir / "execution.json")
     golden = store.get()
-    if rec.status in UNJUDGEABLE:
-        checks = not_graded(rubric, rec.reason)
-        comparison = None
-        found = ev.Evidence()
-    else:
-        extracted = load_extracted(out_dir / "extracted.npz")
-        comparison = compare(rec, extracted, store)
-        found, _ = gather_evidence(rec, out_dir, submission.get("attachments", []))
-        ctx = Context(submission=submission, execution=rec, comparison=comparison, evidence=found,
-                      hooks=summarize(rec.hooks), golden=golden, out_dir=out_dir)
-        checks = run_rubric(ctx, rubric)
-        write_json(out_dir / "comparison.json", comparison.to_json())
+    found, nb = gather_evidence(rec, out_dir, attachments)
     hooks = summarize(rec.hooks or [])
-    caps = comparison.captures if comparison else None
-    extra = {
-        "status": rec.status,
-        "reason": rec.reason,
-        "student_name": submission.get("student_name"),
-        "student_id": submission.get("student_id"),
-        "late": submission.get("late", False),
-        "captures_site": (caps.dominant[0] if caps and caps.dominant else None),
-        "captures_layer_offset": (caps.dominant[1] if caps and caps.dominant else None),
-        "captures_layers_correct": caps.n_correct if caps else 0,
-        "hook_sites": dict(hooks.placements),
-        "gif_frames": found.gif.frames,
-        "answer": found.answer,
-        "diagrams": found.diagrams,
-        "prompt_tokens": comparison.prompt.token_counts if comparison else [],
-        "ran_golden_prompt": comparison.prompt.ran_golden if comparison else False,
-        "uses_reference": bool(rec.project_imports),
-        "project_imports": rec.project_imports,
-        "cell_errors": len(rec.cell_errors),
-        "execution_seconds": rec.seconds,
-        "notes": rec.notes,
-    }
-    grade = Grade(submission=submission, status=rec.status, reason=rec.reason, checks=checks, extra=extra,
-                  seconds=rec.seconds + (time.monotonic() - t0))
-    extra["mistakes"] = mistakes(checks, comparison, rec)
-    results = gradescope_results(grade)
-    write_json(out_dir / "submission.json", submission)
-    if report:
-        from grader.report.html import write_submission_report
-
-        try:
-            write_submission_report(out_dir, results, golden)
-        except Exception as exc:  # noqa: BLE001 - a report bug must not cost the grade
-            results["extra_data"].setdefault("notes", []).append(f"the HTML report could not be written: {exc!r}")
-    write_json(out_dir / "results.json", results)  # written last: its presence means "done"
-    return grade
+    if not rec.status.judgeable:  # the evidence is shown to the TA, not used for grading
+        return Judgement(execution=rec, golden=golden, checks=not_graded(rubric, rec.reason), evidence=found,
+                         hooks=hooks, hook_groups=hook_groups(rec.hooks or []), notebook=nb)
+    extracted = load_npz(out_dir / "extracted.npz")
+    comparison = compare(rec, extracted, store)
+    checks = run_rubric(Context(execution=rec, comparison=comparison, evidence=found, hooks=hooks), rubric)
+    judgement = Judgement(execution=rec, golden=golden, checks=checks, comparison=comparison, evidence=found,
+                          hooks=hooks, hook_groups=hook_groups(rec.hooks), notebook=nb)
+    if comparison.projections is not None:
+        caps = comparison.captures
+        wrong_site = bool(caps) and any(not ls.correct for ls in caps.layers)
+        judgement.spheres, judgement.sphere_note = sphere_panels(comparison.projections, extracted, golden, wrong_site)
+    return judgement
 
 
-def gradescope_results(grade: Grade) -> dict:
-    """Gradescope's results.json: score, execution_time, output, tests[...], extra_data."""
-    tests = []
-    for c in grade.checks:
-        tests.append({
-            "name": f"{c.id}: {c.title}",
-            "score": c.points,
-            "max_score": c.max_points,
-            "status": "passed" if c.status == "passed" else "failed",
-            "output": c.output if c.output else "Passed.",
-            "visibility": "visible",
-            "tags": ["manual"] if c.manual else ([c.status] if c.status == "error" else []),
-        })
-    header = {
-        "ok": "Your notebook ran without errors.",
-        "cell_errors": f"Your notebook ran to the end; {grade.extra.get('cell_errors', 0)} cell(s) raised errors.",
-    }.get(grade.status, f"Your notebook did not run normally ({grade.status}): {grade.reason}.")
-    manual = [c for c in grade.checks if c.manual]
-    output = header
-    if manual:
-        output += (f" Automated score: {grade.score:g} of {grade.auto_max_score:g}. "
-                   f"{sum(c.max_points for c in manual):g} more points ({', '.join(c.id for c in manual)}) are "
-                   "graded by a TA.")
-    return {
-        "score": grade.score,
-        "execution_time": round(grade.seconds, 1),
-        "output": output,
-        "tests": tests,
-        "extra_data": {**grade.extra, "checks": [
-            {"id": c.id, "title": c.title, "status": c.status, "points": c.points, "max_points": c.max_points,
-             "manual": c.manual} for c in grade.checks]},
-    }
-
-
-def load_grade(out_dir: Path) -> dict:
-    return json.loads((out_dir / "results.json").read_text())
+def _read_notebook(out_dir: Path):
+    """The executed notebook, or None when it is missing or unreadable."""
+    path = out_dir / "executed.ipynb"
+    if not path.is_file():
+        return None
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception:  # noqa: BLE001 - unreadable: the report says so where it matters
+        return None

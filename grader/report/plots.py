@@ -2,7 +2,7 @@
 
 Every figure is built on a bare `matplotlib.figure.Figure` (no pyplot state, safe in worker
 threads), kept small, and drawn without the 404 token labels so a whole report builds in about a
-second. Inline SVG for the class index lives in grader/report/html.py; it needs no matplotlib.
+second. Inline SVG for the class index lives in grader/report/index.py; it needs no matplotlib.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import base64
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,19 +47,11 @@ def _to_uri(fig, dpi: int) -> str:
 # --- projection error per layer ---------------------------------------------------------------
 
 
-@dataclass
-class LayerAngles:
-    """One layer of the projection verdict: the angles the grader measured, and whether it passed."""
-
-    layer: int
-    median_deg: float | None
-    p95_deg: float | None
-    passed: bool
-
-
-def projection_errors(layers: Sequence[LayerAngles], n_layers: int, median_threshold: float,
+def projection_errors(layers: Sequence, n_layers: int, median_threshold: float,
                       p95_threshold: float, reference: str) -> str:
     """Median and 95th-percentile token angle per layer on a log axis, with the two pass thresholds.
+
+    `layers` are the judge's LayerProjection verdicts (layer, median_deg, p95_deg, passed).
 
     Failed layers get a red band; layers the grader could not measure get an x on the floor.
     """
@@ -108,16 +99,6 @@ def projection_errors(layers: Sequence[LayerAngles], n_layers: int, median_thres
 # --- spheres ------------------------------------------------------------------------------------
 
 
-@dataclass
-class SpherePanel:
-    """One layer: the student's points (sign-aligned to the reference) and the reference's, [3, N] each."""
-
-    layer: int
-    student: np.ndarray | None
-    reference: np.ndarray | None
-    caption: str = ""  # under the student's sphere, e.g. "median 0.00°"
-
-
 def _token_colors(n: int) -> np.ndarray:
     from matplotlib import colormaps
 
@@ -145,12 +126,15 @@ def _sphere_axis(fig, position: int, points: np.ndarray | None, title: str, empt
     draw_sphere_light(ax, points, _token_colors(points.shape[1]))
 
 
-def spheres(panels: Sequence[SpherePanel]) -> str:
-    """Student (top row) against reference (bottom row) at up to three layers, same token colours."""
+def spheres(panels: Sequence, captions: Sequence[str]) -> str:
+    """Student (top row) against reference (bottom row) at up to three layers, same token colours.
+
+    `panels` are the judge's SpherePanels (layer, student [3, N] or None, reference [3, N]); `captions`
+    go under the student's spheres, e.g. "median 0.00°"."""
     fig = _figure(7.2, 4.6)
     fig.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=0.95, wspace=0.0, hspace=0.08)
-    for i, panel in enumerate(panels[:3]):
-        caption = f"student, layer {panel.layer}" + (f" — {panel.caption}" if panel.caption else "")
+    for i, (panel, text) in enumerate(zip(panels[:3], captions)):
+        caption = f"student, layer {panel.layer}" + (f" — {text}" if text else "")
         _sphere_axis(fig, i + 1, panel.student, caption, "no projection\nfor this layer")
         _sphere_axis(fig, i + 4, panel.reference, f"reference, layer {panel.layer}", "no reference")
     return _to_uri(fig, 90)

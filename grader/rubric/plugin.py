@@ -1,6 +1,6 @@
 """The pytest plugin that turns the rubric's test functions into scored checks.
 
-A check is a test function in grader/checks/ marked with its stable id, title and points:
+A check is a test function in grader/rubric/checks/ marked with its stable id, title and points:
 
     @pytest.mark.check("p3.hook_site", "Hooks read each decoder layer's input")
     @pytest.mark.points(10)
@@ -15,30 +15,14 @@ All state lives in `config.stash`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
+
+from grader.results import CheckResult
+from grader.rubric.config import CHECK_IDS
 
 CONTEXT_KEY = pytest.StashKey[object]()
 RUBRIC_KEY = pytest.StashKey[dict]()
 RESULTS_KEY = pytest.StashKey[list]()
-MANUAL_PREFIX = "Graded by hand by a TA; 0 points until then."
-
-
-@dataclass
-class CheckResult:
-    id: str
-    title: str
-    max_points: float
-    points: float
-    status: str  # "passed", "failed", "manual", "error"
-    feedback: str
-    manual: bool = False
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def output(self) -> str:
-        return "\n".join([self.feedback, *self.notes]).strip()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -69,8 +53,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         entry = rubric.get(check_id(item), {})
         (dropped if entry.get("enabled", True) is False else kept).append(item)
-    from grader.rubric.config import CHECK_IDS
-
     kept.sort(key=lambda item: (CHECK_IDS.index(check_id(item)) if check_id(item) in CHECK_IDS else 99, check_id(item)))
     items[:] = kept
     if dropped:
@@ -83,6 +65,9 @@ def ctx(request: pytest.FixtureRequest):
     return request.config.stash[CONTEXT_KEY]
 
 
+_NOTES = pytest.StashKey[list]()
+
+
 @pytest.fixture
 def note(request: pytest.FixtureRequest):
     notes: list[str] = []
@@ -90,7 +75,20 @@ def note(request: pytest.FixtureRequest):
     return notes.append
 
 
-_NOTES = pytest.StashKey[list]()
+def ta_check(check_id: str, title: str, points: float):
+    """The markers of a check a TA grades by hand: @ta_check("p2.diagram", "Diagram ...", points=10)."""
+    def mark(fn):
+        for marker in (pytest.mark.manual, pytest.mark.points(points), pytest.mark.check(check_id, title)):
+            fn = marker(fn)
+        return fn
+
+    return mark
+
+
+def show_to_ta(evidence, missing: str, note, label: str) -> None:
+    """The body of a TA-graded check: fail with `missing` when there is no evidence, else show it."""
+    assert evidence, missing
+    note(f"{label}: " + (", ".join(evidence) if isinstance(evidence, list) else str(evidence)))
 
 
 def _feedback(excinfo) -> str:
@@ -130,8 +128,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         err = call.excinfo.exconly() if call.excinfo else report.longreprtext[-500:]
         status, points = "error", 0.0
         feedback = f"The grader could not run this check ({err}). This is a grader problem, not yours; a TA will review it."
-    if manual:
-        feedback = f"{MANUAL_PREFIX} {feedback}".strip()
     item.config.stash[RESULTS_KEY].append(
         CheckResult(id=cid, title=title, max_points=max_points, points=points, status=status,
                     feedback=feedback, manual=manual, notes=list(notes))

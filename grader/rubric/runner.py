@@ -1,44 +1,18 @@
-"""Run the rubric (grader/checks) on one judged submission, in-process, and total the points."""
+"""Run the rubric (grader/rubric/checks) on one judged submission, in-process: one CheckResult per check."""
 
 from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from grader.results import CheckResult
 from grader.rubric import plugin
-from grader.rubric.plugin import CheckResult
+from grader.rubric.config import CHECK_IDS
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
-
-
-@dataclass
-class Grade:
-    submission: dict  # id, student_name, student_id, late, source
-    status: str  # the execution status
-    reason: str
-    checks: list[CheckResult]
-    extra: dict = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def score(self) -> float:
-        return round(sum(c.points for c in self.checks), 4)
-
-    @property
-    def max_score(self) -> float:
-        return round(sum(c.max_points for c in self.checks), 4)
-
-    @property
-    def auto_max_score(self) -> float:
-        return round(sum(c.max_points for c in self.checks if not c.manual), 4)
-
-    @property
-    def failed(self) -> list[CheckResult]:
-        return [c for c in self.checks if c.status in ("failed", "error")]
 
 
 class _Injector:
@@ -73,9 +47,7 @@ def run_rubric(ctx, rubric: dict) -> list[CheckResult]:
 
 def not_graded(rubric: dict, reason: str) -> list[CheckResult]:
     """Every enabled check failed with the same reason (for submissions that could not be judged)."""
-    from grader.rubric.config import CHECK_IDS
-
-    defaults = _declared_points()
+    defaults = declared_checks()
     results = []
     for cid in CHECK_IDS:
         entry = rubric.get(cid, {})
@@ -87,7 +59,7 @@ def not_graded(rubric: dict, reason: str) -> list[CheckResult]:
     return results
 
 
-def _declared_points() -> dict[str, tuple[str, float, bool]]:
+def declared_checks() -> dict[str, tuple[str, float, bool]]:
     """check id -> (title, points, manual), read from the markers on the check functions."""
     import importlib
 

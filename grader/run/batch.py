@@ -19,24 +19,22 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.execute.executor import ExecuteConfig
-from grader.execute.records import ExecutionRecord, write_json
-from grader.intake.discovery import Submission
-from grader.run.worker import PARENT_ENV, Job, execute_config_to_dict, submission_summary, submission_to_dict
+from grader.execute.config import ExecuteConfig
+from grader.intake.submission import Submission
+from grader.pipeline import record_failure
+from grader.results import Result, is_complete
+from grader.run.worker import PARENT_ENV, Job
+from grader.settings import Settings
+from grader.status import Status
 
 
 @dataclass
 class BatchConfig:
     out: Path = Path("grading")
-    workers: int = 1
-    model: str = "tiny"
-    device: str = "cpu"
-    rubric: Path | None = None
-    golden_cache: Path | None = None
+    settings: Settings = field(default_factory=Settings)
+    execute: ExecuteConfig = field(default_factory=ExecuteConfig)
     resume: bool = False
     shard: tuple[int, int] | None = None  # (k, n): the k-th (1-based) of n slices
-    report: bool = True
-    execute: ExecuteConfig = field(default_factory=ExecuteConfig)
     worker_margin: float = 600.0  # seconds a worker may take beyond the notebook budget
 
 
@@ -51,20 +49,22 @@ class Outcome:
     skipped: bool = False
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """'3/10' -> (3, 10): the 3rd (1-based) of 10 deterministic slices; ValueError says what was expected."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard expects K/N such as 2/8, got {text!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
+    return k, n
+
+
 def shard(subs: list[Submission], k: int, n: int) -> list[Submission]:
     """The k-th (1-based) of n deterministic slices of the submissions, by id."""
-    if not (1 <= k <= n):
-        raise ValueError(f"--shard K/N needs 1 <= K <= N, got {k}/{n}")
+    parse_shard(f"{k}/{n}")
     ordered = sorted(subs, key=lambda s: s.id)
     return [s for i, s in enumerate(ordered) if i % n == k - 1]
-
-
-def is_complete(out_dir: Path) -> bool:
-    try:
-        data = json.loads((out_dir / "results.json").read_text())
-        return "score" in data and "tests" in data
-    except (OSError, ValueError):
-        return False
 
 
 class Batch:
@@ -81,16 +81,15 @@ class Batch:
         cfg.out.mkdir(parents=True, exist_ok=True)
         todo, outcomes = [], []
         for sub in subs:
-            if cfg.resume and is_complete(cfg.out / sub.id):
-                data = json.loads((cfg.out / sub.id / "results.json").read_text())
-                outcomes.append(Outcome(sub.id, data["extra_data"].get("status", "?"), data["score"],
-                                        None, 0.0, "already graded", skipped=True))
+            done = Result.read(cfg.out / sub.id) if cfg.resume else None
+            if done is not None:
+                outcomes.append(Outcome(sub.id, done.status, done.score, None, 0.0, "already graded", skipped=True))
             else:
                 todo.append(sub)
         if outcomes:
             self.log(f"resuming: {len(outcomes)} submission(s) already graded in {cfg.out}, {len(todo)} to go")
         total, done = len(todo), 0
-        workers = max(1, min(cfg.workers, total or 1))
+        workers = max(1, min(cfg.settings.workers, total or 1))
         with ThreadPoolExecutor(workers) as pool:
             futures = {pool.submit(self._grade_one, sub): sub for sub in todo}
             try:
@@ -114,10 +113,8 @@ class Batch:
         out_dir = cfg.out / sub.id
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "results.json").unlink(missing_ok=True)  # a re-run is not done until it says so
-        job = Job(submission=submission_to_dict(sub), out_dir=str(out_dir),
-                  execute=execute_config_to_dict(cfg.execute), model=cfg.model, device=cfg.device,
-                  rubric=str(cfg.rubric) if cfg.rubric else None,
-                  golden_cache=str(cfg.golden_cache) if cfg.golden_cache else None, report=cfg.report)
+        job = Job(submission=sub.to_json(), out_dir=str(out_dir), settings=cfg.settings.to_json(),
+                  execute=cfg.execute.to_json())
         t0 = time.monotonic()
         with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="qgrader-job-", delete=False) as fh:
             fh.write(job.to_json())
@@ -152,15 +149,8 @@ class Batch:
 
     def _record_failure(self, sub: Submission, out_dir: Path, reason: str, seconds: float) -> Outcome:
         """The worker died: keep whatever it recorded, mark it a grader error, write a result."""
-        from grader.judge.golden import GoldenStore
-        from grader.judge.verdicts import judge
-        from grader.rubric.config import load_rubric
-
-        write_json(out_dir / "execution.json",
-                   ExecutionRecord(sub.id, "grader_error", reason, seconds=round(seconds, 2)).to_json())
-        store = GoldenStore(self.cfg.model, self.cfg.golden_cache, device=self.cfg.device)
-        grade = judge(submission_summary(sub), out_dir, store, load_rubric(self.cfg.rubric), report=self.cfg.report)
-        return Outcome(sub.id, "grader_error", grade.score, grade.max_score, seconds, reason)
+        grade = record_failure(sub, out_dir, reason, seconds, self.cfg.settings)
+        return Outcome(sub.id, Status.GRADER_ERROR, grade.score, grade.max_score, seconds, reason)
 
     def _terminate_all(self) -> None:
         with self._lock:
@@ -173,3 +163,46 @@ def _kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def grade_paths(paths: list[Path], out: Path, settings: Settings, resume: bool = False,
+                shard_spec: tuple[int, int] | None = None, canvas_assignment: str | None = None, log=print) -> list[Outcome]:
+    """`grade PATH...`: find the submissions, compute the golden once, grade them all, write the class outputs.
+
+    Raises UsageError when nothing gradable was found."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from grader.intake.discovery import Discovery
+    from grader.report.gradebook import write_class_outputs
+    from grader.spec.errors import UsageError
+
+    settings.load_rubric()  # fail early on a bad rubric
+    discovery = Discovery()
+    try:
+        subs = discovery.find(paths)
+        for note in discovery.notes:
+            log(f"note: {note}")
+        if not subs:
+            raise UsageError(f"no submissions found in {', '.join(map(str, paths))} (expected .ipynb files, "
+                             "folders of them, or zips)")
+        log(f"grading {len(subs)} submission(s) with {settings.workers} worker(s); model {settings.model}; "
+            f"output in {out}/")
+        inputs = [p.resolve() if p.is_dir() else p.resolve().parent for p in paths if p.exists()]
+        with ThreadPoolExecutor(1) as pool:  # the sandbox probe (a process) runs while the golden loads
+            sandbox_log: list[str] = []
+            execute = pool.submit(settings.execute_config, [out.resolve(), *inputs], sandbox_log.append)
+            golden = settings.golden_store().get()  # computed once here, before workers start
+            log(f"golden ready: {golden.num_layers} layers x {golden.n_tokens} tokens ({golden.model_id})")
+            execute_cfg = execute.result()
+            for line in sandbox_log:
+                log(line)
+        out.mkdir(parents=True, exist_ok=True)
+        cfg = BatchConfig(out=out, settings=settings, execute=execute_cfg, resume=resume, shard=shard_spec)
+        outcomes = Batch(cfg, log=log).run(subs)
+    finally:
+        discovery.cleanup()
+    paths_written = write_class_outputs(out, **({"canvas_assignment": canvas_assignment} if canvas_assignment else {}))
+    errors = [o for o in outcomes if o.status == Status.GRADER_ERROR]
+    log(f"done: {len(outcomes)} graded ({sum(o.skipped for o in outcomes)} resumed); "
+        f"{len(errors)} grader error(s). Class overview: {paths_written['index']}; Canvas: {paths_written['csv']}")
+    return outcomes

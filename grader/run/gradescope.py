@@ -1,8 +1,8 @@
 """Gradescope: the autograder zip, and grading inside Gradescope's container.
 
-`grade --make-gradescope-bundle autograder.zip` writes the zip Gradescope's "Configure Autograder"
+`grade gradescope-bundle autograder.zip` writes the zip Gradescope's "Configure Autograder"
 page takes: setup.sh (installs a CPU torch and this project), run_autograder (calls
-`grade --gradescope`), and this project's source. In the container, `grade --gradescope` grades
+`grade gradescope-run`), and this project's source. In the container, `grade gradescope-run` grades
 /autograder/submission (one student's upload: the notebook plus attachments such as the diagram)
 on the miniature model and writes /autograder/results/results.json in Gradescope's schema.
 A failure of any kind still writes a results.json that says what happened.
@@ -17,6 +17,9 @@ import tempfile
 import traceback
 import zipfile
 from pathlib import Path
+
+from grader.settings import Settings
+from grader.status import Status
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ("pyproject.toml", "README.md", "grader", "reference", "miniature", "fixtures")
@@ -38,7 +41,7 @@ RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope runs this for every submission.
 . /autograder/venv/bin/activate
 cd /autograder/source
-grade --gradescope --workers 1
+grade gradescope-run --workers 1
 """
 
 
@@ -63,29 +66,23 @@ def make_bundle(path: Path) -> Path:
 def _failure_results(reason: str) -> dict:
     return {"score": 0, "output": f"The autograder could not grade this submission: {reason}. "
                                    "Your instructor has been told; please contact them.",
-            "tests": [], "extra_data": {"status": "grader_error", "reason": reason}}
+            "tests": [], "extra_data": {"status": Status.GRADER_ERROR, "reason": reason}}
 
 
-def run_in_container(args) -> int:
-    from grader.cli import execute_config
-    from grader.execute.executor import Executor
-    from grader.judge.golden import GoldenStore
-    from grader.judge.verdicts import judge
-    from grader.rubric.config import load_rubric
+def run_in_container(settings: Settings) -> int:
     from grader.intake.discovery import Discovery
-    from grader.run.worker import submission_summary
+    from grader.pipeline import grade_one
 
     root = Path(os.environ.get("GRADESCOPE_ROOT", "/autograder"))
     results_path = root / "results" / "results.json"
     results_path.parent.mkdir(parents=True, exist_ok=True)
     out_root = Path(tempfile.mkdtemp(prefix="grade-gradescope-"))
     try:
-        args.model = "tiny"
+        settings.model, settings.workers = "tiny", 1
         sub = Discovery().student_folder(root / "submission")  # one student's upload
         sub.id = "submission"
         out_dir = out_root / sub.id
-        Executor(execute_config(args, workers=1, hide=[out_root], log=lambda *_: None)).run(sub, out_dir)
-        judge(submission_summary(sub), out_dir, GoldenStore("tiny"), load_rubric(args.rubric))
+        grade_one(sub, out_dir, settings, settings.execute_config(hide=[out_root], log=lambda *_: None))
         shutil.copyfile(out_dir / "results.json", results_path)
         return 0
     except Exception as exc:  # noqa: BLE001 - Gradescope must always get a results.json

@@ -13,8 +13,9 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from grader.rubric.plugin import MANUAL_PREFIX
-from grader.intake.discovery import Discovery, Submission
+from grader.intake.discovery import Discovery
+from grader.intake.submission import Submission
+from grader.settings import Settings
 
 
 def _symbols() -> dict[str, str]:
@@ -42,8 +43,8 @@ def format_table(grade, width: int = 100) -> str:
     for c in grade.checks:
         mark = sym.get(c.status, "?")
         pts = f"-/{c.max_points:g}" if c.manual else f"{c.points:g}/{c.max_points:g}"
-        text = " ".join(c.output.replace(MANUAL_PREFIX, "").split()) or "ok"
-        if c.status == "passed" or (c.manual and c.feedback == MANUAL_PREFIX):
+        text = " ".join(c.output.split()) or "ok"
+        if c.status == "passed" or (c.manual and not c.feedback):
             lines.append(f"  {mark:<4} {c.id:<22} {pts:>6}  {_clip(text, width - 38)}")
         else:
             lines.append(f"  {mark:<4} {c.id:<22} {pts:>6}")
@@ -55,35 +56,27 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-def run_self_check(notebook: Path, args) -> int:
-    from grader.cli import execute_config
-    from grader.execute.executor import Executor
-    from grader.judge.golden import GoldenStore
-    from grader.judge.verdicts import judge
-    from grader.rubric.config import load_rubric
-    from grader.run.worker import submission_summary
+def run_self_check(notebook: Path, settings: Settings, out: Path | None = None) -> int:
+    from grader.pipeline import grade_one
 
     notebook = Path(notebook)
-    out_root = Path(args.out) if args.out != Path("grading") else Path(tempfile.mkdtemp(prefix="grade-self-check-"))
+    out_root = Path(out) if out else Path(tempfile.mkdtemp(prefix="grade-self-check-"))
     sub = _submission(notebook)
     out_dir = out_root / sub.id
     shutil.rmtree(out_dir, ignore_errors=True)
     print(f"Self-check of {notebook} on the miniature Qwen3-4B (CPU, no download). This runs your whole "
           "notebook in a fresh kernel; it takes a minute or two.", flush=True)
-    args.model = "tiny"
-    Executor(execute_config(args, workers=1, hide=[out_root], log=lambda *_: None)).run(sub, out_dir)
-    grade = judge(submission_summary(sub), out_dir, GoldenStore("tiny"), load_rubric(args.rubric))
+    settings.model, settings.workers = "tiny", 1
+    grade = grade_one(sub, out_dir, settings, settings.execute_config(hide=[out_root], log=lambda *_: None))
     print(f"\nNotebook: {grade.status} - {grade.reason}")
     print(format_table(grade))
     auto = [c for c in grade.checks if not c.manual]
-    manual = [c for c in grade.checks if c.manual]
     passed = all(c.status == "passed" for c in auto)
     print(f"\nAutomated checks: {grade.score:g} of {grade.auto_max_score:g} points"
           + (" - all passed." if passed else f" - {sum(c.status != 'passed' for c in auto)} to fix."))
-    if manual:
+    if grade.manual_checks:
         print("Graded by a TA after you submit:")
-        for c in manual:
-            detail = " ".join(c.output.replace(MANUAL_PREFIX, "").split())
-            print(f"  - {c.id} ({c.max_points:g} points): {detail}")
+        for c in grade.manual_checks:
+            print(f"  - {c.id} ({c.max_points:g} points): {' '.join(c.output.split())}")
     print(f"Full report: {out_dir / 'report.html'}")
     return 0 if passed else 1

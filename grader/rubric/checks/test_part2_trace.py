@@ -2,6 +2,8 @@
 
 import pytest
 
+from grader.rubric.plugin import show_to_ta, ta_check
+
 
 @pytest.mark.check("p2.model_printed", "The printed model shows the decoder layer's modules")
 @pytest.mark.points(5)
@@ -12,13 +14,13 @@ def test_model_printed(ctx):
     )
 
 
-@pytest.mark.check("p2.diagram", "Diagram of a decoder layer (graded by a TA)")
-@pytest.mark.points(10)
-@pytest.mark.manual
+NO_DIAGRAM = (
+    "No diagram image was found: attach it to your submission as a PNG/JPG/PDF, or embed it in a "
+    "markdown cell. It should show the residual stream, input_layernorm -> self_attn -> skip add -> "
+    "post_attention_layernorm -> mlp -> skip add."
+)
+
+
+@ta_check("p2.diagram", "Diagram of a decoder layer (graded by a TA)", points=10)
 def test_diagram(ctx, note):
-    assert ctx.evidence.diagrams, (
-        "No diagram image was found: attach it to your submission as a PNG/JPG/PDF, or embed it in a "
-        "markdown cell. It should show the residual stream, input_layernorm -> self_attn -> skip add -> "
-        "post_attention_layernorm -> mlp -> skip add."
-    )
-    note("Diagram to review: " + ", ".join(ctx.evidence.diagrams))
+    show_to_ta(ctx.evidence.diagrams, NO_DIAGRAM, note, "Diagram to review")

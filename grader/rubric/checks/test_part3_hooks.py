@@ -7,19 +7,22 @@ from grader.spec.assignment import NUM_LAYERS
 from grader.spec.sites import describe
 
 
-def _no_hooks_message(ctx):
+def _student_hooks(ctx):
+    """The student's own hook registrations; fails the check when there are none."""
     if any(f.get("output_hidden_states") for f in ctx.execution.forwards):
-        return ("No forward hooks were registered: you read output_hidden_states instead. It holds the same "
-                "tensors, but Part 3 asks you to register a forward hook on each decoder layer.")
-    return "No forward hooks were registered. Part 3 asks for a forward hook on each of the 36 decoder layers."
+        message = ("No forward hooks were registered: you read output_hidden_states instead. It holds the same "
+                   "tensors, but Part 3 asks you to register a forward hook on each decoder layer.")
+    else:
+        message = "No forward hooks were registered. Part 3 asks for a forward hook on each of the 36 decoder layers."
+    assert ctx.hooks.total, message
+    return ctx.hooks
 
 
 @pytest.mark.reference_answerable
 @pytest.mark.check("p3.hooks_every_layer", "A hook on every one of the 36 decoder layers")
 @pytest.mark.points(10)
 def test_hooks_every_layer(ctx, note):
-    hooks = ctx.hooks
-    assert hooks.total, _no_hooks_message(ctx)
+    hooks = _student_hooks(ctx)
     if hooks.global_hooks:
         note("A global module hook sees every layer.")
         return
@@ -35,8 +38,7 @@ def test_hooks_every_layer(ctx, note):
 @pytest.mark.check("p3.hook_site", "Hooks are placed where the layer's input can be read")
 @pytest.mark.points(10)
 def test_hook_site(ctx, note):
-    hooks = ctx.hooks
-    assert hooks.total, _no_hooks_message(ctx)
+    hooks = _student_hooks(ctx)
     if hooks.global_hooks and not hooks.by_layer:
         note("Global module hooks can read every layer's input.")
         return

@@ -2,6 +2,7 @@
 
 import pytest
 
+from grader.rubric.plugin import show_to_ta, ta_check
 from grader.spec.assignment import NUM_LAYERS, NUM_TOKENS
 
 
@@ -84,12 +85,10 @@ def test_gif(ctx, note):
          + (" (attached, not written by the notebook)." if gif.origin == "attachment" else "."))
 
 
-@pytest.mark.check("p5.explanation", "1-2 sentences on what happens to the tokens (graded by a TA)")
-@pytest.mark.points(5)
-@pytest.mark.manual
+NO_ANSWER = ("No written answer was found: add a markdown cell after your plots with 1-2 sentences on what "
+             "happens to the tokens as they move through the layers.")
+
+
+@ta_check("p5.explanation", "1-2 sentences on what happens to the tokens (graded by a TA)", points=5)
 def test_explanation(ctx, note):
-    assert ctx.evidence.answer, (
-        "No written answer was found: add a markdown cell after your plots with 1-2 sentences on what "
-        "happens to the tokens as they move through the layers."
-    )
-    note("Answer: " + ctx.evidence.answer)
+    show_to_ta(ctx.evidence.answer, NO_ANSWER, note, "Answer")
