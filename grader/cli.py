@@ -3,6 +3,10 @@
     grade PATH... [options]              grade submissions (notebooks, folders, zips, a Canvas download)
     grade check NOTEBOOK                 a student's self-check on a laptop CPU (the miniature)
     grade summarize DIR                  rebuild grades.csv, grades_detail.csv and index.html
+    grade manual DIR --export F.csv      the TA's manual checks as a CSV to fill in (--import F.csv reads it back)
+    grade review DIR [--port N]          a local web page where a TA grades the manual checks
+    grade feedback DIR --out FOLDER      one feedback page (and zip) per student, without the reference's answers
+    grade student-kit KIT_DIR            the self-check kit for students: a wheel (no solution inside) and a README
     grade gradescope-bundle FILE.zip     write Gradescope's autograder zip
     grade gradescope-run                 grade inside Gradescope's container
 """
@@ -47,6 +51,8 @@ def _run_options(p: argparse.ArgumentParser, out_default: Path | None) -> None:
                    help="do not run kernels as an unprivileged user in namespaces (resource limits still apply)")
     p.add_argument("--rubric", type=Path, help="a rubric.toml overriding points or disabling checks")
     p.add_argument("--no-report", action="store_true", help="skip the per-submission HTML reports")
+    p.add_argument("--allow-download", action="store_true",
+                   help="let the grader (never a student kernel) download --model from the Hugging Face hub")
 
 
 def _canvas_option(p: argparse.ArgumentParser) -> None:
@@ -66,11 +72,38 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     p = parsers["check"] = argparse.ArgumentParser(prog="grade check", description="Check one notebook before "
                                                    "submitting it, on the miniature model, and print the verdicts.")
     p.add_argument("notebook", type=Path)
+    p.add_argument("--full", action="store_true", help="also run the assignment's provided plotting cell "
+                   "(skipped by default when unchanged: it takes most of the time and is not the student's work)")
     _run_options(p, None)
     p = parsers["summarize"] = argparse.ArgumentParser(prog="grade summarize", description="Rebuild grades.csv, "
-                                                       "grades_detail.csv and index.html (after merging shard folders).")
+                                                       "grades_detail.csv and index.html (after merging shard folders, "
+                                                       "or after TAs recorded manual points).")
     p.add_argument("dir", type=Path)
     _canvas_option(p)
+    p.add_argument("--rubric", type=Path, help="the rubric.toml used for grading (its [late] policy applies)")
+    p.add_argument("--require-manual", action="store_true",
+                   help="refuse to write grades.csv while manual checks are not graded")
+    p = parsers["manual"] = argparse.ArgumentParser(prog="grade manual", description="The TA's manual checks as a "
+                                                    "CSV: export one to fill in, import it back into DIR/manual.json.")
+    p.add_argument("dir", type=Path)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--export", type=Path, metavar="FILE.csv")
+    group.add_argument("--import", dest="import_", type=Path, metavar="FILE.csv")
+    p.add_argument("--grader", default=os.environ.get("USER", "ta"), help="your name, recorded with each grade")
+    p = parsers["review"] = argparse.ArgumentParser(prog="grade review", description="A local web page where a TA "
+                                                    "grades the manual checks, one submission after another.")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--grader", default=os.environ.get("USER", "ta"), help="your name, recorded with each grade")
+    p = parsers["feedback"] = argparse.ArgumentParser(prog="grade feedback", description="One self-contained "
+                                                      "feedback page (and a zip) per student, for the LMS.")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--out", type=Path, required=True, metavar="FEEDBACK_DIR")
+    p.add_argument("--after-due", action="store_true", help="release the full feedback (the rubric's `released` level)")
+    p = parsers["student-kit"] = argparse.ArgumentParser(prog="grade student-kit", description="Write the self-check "
+                                                         "kit students install: a wheel without the solution, and a README.")
+    p.add_argument("kit_dir", type=Path, metavar="KIT_DIR")
     p = parsers["gradescope-bundle"] = argparse.ArgumentParser(prog="grade gradescope-bundle",
                                                                description="Write Gradescope's autograder zip.")
     p.add_argument("zip", type=Path, metavar="FILE.zip")
@@ -83,6 +116,15 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
 def usage() -> str:
     return (__doc__.split("\n\n", 1)[1].rstrip() + "\n\n`grade VERB --help` lists the options of a verb; "
             "`grade --help-grade` those of grading.\n")
+
+
+def _check_dir(path: Path) -> Path:
+    """A graded output folder (holding <id>/results.json), or UsageError."""
+    from grader.spec.errors import UsageError
+
+    if not Path(path).is_dir() or not any(Path(path).glob("*/results.json")):
+        raise UsageError(f"{path} is not a graded output folder (expected <id>/results.json files written by `grade`)")
+    return Path(path)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -116,13 +158,48 @@ def run_verb(verb: str, args: argparse.Namespace) -> int:
     if verb == "check":
         from grader.run.selfcheck import run_self_check
 
-        return run_self_check(args.notebook, settings_from(args), out=args.out)
+        return run_self_check(args.notebook, settings_from(args), out=args.out, full=args.full)
     if verb == "summarize":
-        from grader.report.gradebook import write_class_outputs
+        from grader.report.gradebook import ManualPendingError, write_class_outputs
 
-        paths = write_class_outputs(args.dir, canvas_assignment=args.canvas_assignment)
-        print(f"wrote {paths['csv']}, {paths['detail']} and {paths['index']}")
+        try:
+            written = write_class_outputs(_check_dir(args.dir), canvas_assignment=args.canvas_assignment,
+                                          rubric=args.rubric, require_manual=args.require_manual)
+        except ManualPendingError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        for warning in written.warnings + ([written.pending_text(args.dir)] if written.pending else []):
+            print(f"warning: {warning}", file=sys.stderr)
+        print(f"wrote {written.paths['csv']}, {written.paths['detail']} and {written.paths['index']}")
         return EXIT_OK
+    if verb == "manual":
+        from grader.manual.csvio import CsvImportError, export_csv, import_csv
+
+        if args.export:
+            rows = export_csv(_check_dir(args.dir), args.export)
+            print(f"wrote {args.export}: {rows} manual item(s) to grade; fill in `points` (and `comment`), then "
+                  f"grade manual {args.dir} --import {args.export}")
+            return EXIT_OK
+        try:
+            counts = import_csv(_check_dir(args.dir), args.import_, args.grader)
+        except CsvImportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"imported {counts}")
+        return EXIT_OK
+    if verb == "review":
+        from grader.manual.review import serve
+
+        serve(_check_dir(args.dir), host=args.host, port=args.port, grader_name=args.grader)
+        return EXIT_OK
+    if verb == "feedback":
+        from grader.run.feedback import run_feedback
+
+        return run_feedback(_check_dir(args.dir), args.out, args.after_due)
+    if verb == "student-kit":
+        from grader.run.kit import run_student_kit
+
+        return run_student_kit(args.kit_dir)
     if verb == "gradescope-bundle":
         from grader.run.gradescope import make_bundle
 
@@ -144,12 +221,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     verb, rest = (argv[0], argv[1:]) if argv[0] in parsers else ("grade", argv)
     args = parsers[verb].parse_args(rest)
+    if not getattr(args, "allow_download", False):
+        os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"  # the hub only when asked for
+    if getattr(args, "model", "tiny") != "tiny":
+        for warning in Settings(model=args.model).model_warnings():
+            print(f"warning: {warning}", file=sys.stderr)
     from grader.rubric.config import RubricError
     from grader.spec.errors import UsageError
 
     try:
         return run_verb(verb, args)
-    except (UsageError, RubricError) as exc:
+    except (UsageError, RubricError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -1,7 +1,8 @@
 """Files the grader writes and reads back: atomic writes, JSON, npz without pickle, sha256.
 
 Every file in an output folder is written through `write_atomic`, so a reader (a TA's browser, a
-resumed batch, `grade summarize`) sees the old content or the new, never a partial file.
+resumed batch, `grade summarize`) sees the old content or the new, never a partial file. Files get
+the permissions the umask gives (0644 / 0664 on a shared server), not mkstemp's private 0600.
 """
 
 from __future__ import annotations
@@ -15,11 +16,27 @@ from pathlib import Path
 import numpy as np
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()  # read once, at import (os.umask can only be read by setting it)
+
+
+def _temp_file(path: Path, suffix: str = "") -> tuple[int, str]:
+    """A temporary file beside path, with the mode a new file gets under the umask."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.chmod(tmp, 0o666 & ~UMASK)  # (os.fchmod is not on Windows before Python 3.13)
+    return fd, tmp
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write a file so that readers see the old content or the new, never a partial one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _temp_file(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode() if isinstance(data, str) else data)
@@ -48,7 +65,7 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """np.savez, atomically (a temp file in the same folder, then a rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz", dir=path.parent)
+    fd, tmp = _temp_file(path, suffix=".npz")
     os.close(fd)
     try:
         np.savez(tmp, **arrays)

@@ -57,9 +57,10 @@ def conclude(info: SubmissionInfo, out_dir: Path, settings: Settings, store: Gol
     write_json(out_dir / "submission.json", info.to_json())
     if settings.report:
         from grader.report.submission import write_submission_report
+        from grader.report.totals import load_late_policy
 
         try:
-            write_submission_report(out_dir, grade, judgement)
+            write_submission_report(out_dir, grade, judgement, load_late_policy(settings.rubric))
         except Exception as exc:  # noqa: BLE001 - a report bug must not cost the grade
             results["extra_data"]["notes"].append(f"the HTML report could not be written: {exc!r}")
     write_json(out_dir / "results.json", results)  # written last: its presence means "done"

@@ -10,6 +10,7 @@ without it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -30,15 +31,32 @@ class CheckResult:
     feedback: str  # what the student reads (for a TA check: the evidence, without MANUAL_PREFIX)
     manual: bool = False
     notes: list[str] = field(default_factory=list)
+    # The how-to-fix parts of `feedback` (each marked in the check with `hint(...)`, one per line): left
+    # out of what a student sees at "brief" visibility. `feedback` always holds the full text.
+    hint: str = ""
 
     @property
     def output(self) -> str:
         return "\n".join([self.feedback, *self.notes]).strip()
 
+    def text(self, visibility: str = "full") -> str:
+        """The feedback a student sees: "full" is `output`; "brief" says what is wrong, without the hints."""
+        if visibility != "brief" or not self.withheld:
+            return self.output
+        return brief_text(self.output, self.hint) or ("" if self.status == "passed" else "This check did not pass.")
+
+    @property
+    def withheld(self) -> bool:
+        """Whether "brief" visibility leaves something out of this check's feedback."""
+        return bool(self.hint.strip())
+
     def to_test(self) -> dict:
         """One entry of Gradescope's tests[]."""
         feedback = f"{MANUAL_PREFIX} {self.feedback}".strip() if self.manual else self.feedback
         output = "\n".join([feedback, *self.notes]).strip()
+        if self.manual:  # graded by a TA (in Gradescope: a separate, manually graded question): never "failed"
+            return {"name": f"{self.id}: {self.title}", "score": 0.0, "max_score": 0.0, "output": output,
+                    "visibility": "visible", "tags": ["manual"]}
         return {
             "name": f"{self.id}: {self.title}",
             "score": self.points,
@@ -46,22 +64,36 @@ class CheckResult:
             "status": "passed" if self.status == "passed" else "failed",
             "output": output if output else "Passed.",
             "visibility": "visible",
-            "tags": ["manual"] if self.manual else ([self.status] if self.status == "error" else []),
+            "tags": [self.status] if self.status == "error" else [],
         }
 
     def to_summary(self) -> dict:
         return {"id": self.id, "title": self.title, "status": self.status, "points": self.points,
-                "max_points": self.max_points, "manual": self.manual}
+                "max_points": self.max_points, "manual": self.manual, **({"hint": self.hint} if self.hint else {})}
 
     @classmethod
     def from_json(cls, summary: dict, test: dict | None) -> "CheckResult":
         output = (test or {}).get("output", "")
         if summary.get("manual") and output.startswith(MANUAL_PREFIX):
             output = output[len(MANUAL_PREFIX):].strip()
+        hint = summary.get("hint")  # absent from the results.json of earlier versions
         return cls(id=summary["id"], title=summary.get("title", summary["id"]),
                    max_points=float(summary.get("max_points", 0)), points=float(summary.get("points", 0)),
                    status=summary.get("status", "failed"), feedback="" if output == "Passed." else output,
-                   manual=bool(summary.get("manual")))
+                   manual=bool(summary.get("manual")), hint=hint if isinstance(hint, str) else "")
+
+
+def brief_text(feedback: str, hint: str) -> str:
+    """feedback without its hint parts (one per line of `hint`), tidied: what is wrong, not how to fix it."""
+    text = feedback
+    for part in (p.strip() for p in hint.split("\n") if p.strip()):
+        text = text.replace(part, " ")
+    lines = []
+    for line in text.split("\n"):
+        line = re.sub(r" +([.,;:)])", r"\1", re.sub(r"[ \t]+", " ", line)).strip()
+        if line:
+            lines.append(re.sub(r"[:;,]$", ".", line))
+    return "\n".join(lines)
 
 
 @dataclass
@@ -88,6 +120,7 @@ class Summary:
     execution_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     mistakes: list[str] = field(default_factory=list)
+    notebook_sha256: str | None = None  # the submitted notebook's: manual points are given for this version
 
     def to_json(self) -> dict:
         return asdict(self)

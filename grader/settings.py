@@ -56,7 +56,28 @@ class Settings:
         log(f"sandbox: {sandbox.message}")
         return ExecuteConfig(hf_home=self.hf_home(), cell_timeout=self.cell_timeout, notebook_timeout=self.timeout,
                              threads=max(1, (os.cpu_count() or 1) // max(1, self.workers)),
-                             sandbox=sandbox_cfg, sandbox_mode=sandbox.mode)
+                             sandbox=sandbox_cfg, sandbox_mode=sandbox.mode,
+                             remap_cuda=not self.device.startswith("cuda"))
+
+    def model_warnings(self) -> list[str]:
+        """What an instructor should hear about --model before grading with it."""
+        import json
+
+        from grader.spec.assignment import MODEL_ID
+
+        if self.model in (TINY, MODEL_ID):
+            return []
+        config = Path(self.model) / "config.json"
+        if config.is_file():
+            cfg = json.loads(config.read_text())
+            if cfg.get("architectures") == ["Qwen3ForCausalLM"] and cfg.get("num_hidden_layers") == 36 \
+                    and cfg.get("hidden_size") == 2560:
+                return []
+            return [f"{self.model} is not Qwen3-4B (architectures {cfg.get('architectures')}, "
+                    f"{cfg.get('num_hidden_layers')} layers, hidden {cfg.get('hidden_size')}): students' notebooks "
+                    f"load {MODEL_ID}, and their verdicts will be judged against this model instead"]
+        return [f"--model {self.model} is not the assignment's model ({MODEL_ID}): students' notebooks load "
+                f"{MODEL_ID}, and their verdicts will be judged against {self.model} instead"]
 
     def golden_store(self):
         from grader.judge.golden import GoldenStore

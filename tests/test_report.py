@@ -139,7 +139,7 @@ def test_plots_gif_and_diagrams_are_inline_images(graded):
     assert "36 frame(s)" in html
     assert re.search(r'<img class="diagram" src="data:image/png;base64,[^"]+" alt="decoder_diagram.png"', html)
     assert re.search(r'<img class="diagram" src="data:image/png;base64,[^"]+" alt="sketch.png \(embedded', html)
-    assert "https://example.com/d.png (linked from a markdown cell)" in html  # listed as text only
+    assert "https://example.com/d.png (a remote image linked from a markdown cell: not loaded, not counted as a diagram)" in html
 
 
 @pytest.mark.parametrize("sid", [RICH, "wrong_site_mlp", "broken"])
@@ -221,10 +221,11 @@ def test_index_links_every_submission_and_summarises(graded):
 
 
 def test_index_escapes_and_rebuilds_from_rows(graded, tmp_path):
+    from grader.report.totals import totals
     from grader.results import load_results
 
-    rows = load_results(graded)
-    rows[0].submission.student_name = "<img src=x onerror=alert(4)>"
+    rows = totals(graded, load_results(graded))
+    rows[0].result.submission.student_name = "<img src=x onerror=alert(4)>"
     html = write_index(tmp_path, rows).read_text()
     assert "&lt;img src=x onerror=alert(4)&gt;" in html and "<img src=x" not in html
     assert 'href="' not in html.split('id="subs"')[1].split("</table>")[0]  # no report.html under tmp_path

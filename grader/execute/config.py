@@ -25,6 +25,7 @@ class ExecuteConfig:
     sandbox_mode: str = "limits"  # "isolated" or "limits", decided once per run by Sandbox.detect
     extra_env: dict[str, str] = field(default_factory=dict)
     keep_workdir: bool = False  # for debugging
+    remap_cuda: bool = True  # run CUDA code on the CPU (False when the grader has a GPU: nothing is remapped)
 
     def to_json(self) -> dict:
         d = asdict(self)

@@ -20,18 +20,19 @@ from pathlib import Path
 
 import nbformat
 
-from grader.execute import extract, probe
+from grader.execute import colab_env, extract, probe
 from grader.execute.config import ExecuteConfig, kernel_env
 from grader.execute.kernel import CellOutcome, HiddenCodeError, KernelDiedError, KernelSession
 from grader.execute.records import CellRecord, ExecutionRecord
 from grader.execute.sandbox import Sandbox, UidLease
-from grader.execute.workdir import Workdir
+from grader.execute.workdir import Workdir, keep_submitted
 from grader.intake.submission import Submission
 from grader.io import write_atomic, write_json
 from grader.status import Status
 
 PROBE_SOURCE = Path(probe.__file__).read_text()
 EXTRACT_SOURCE = Path(extract.__file__).read_text()
+ENV_SOURCE = colab_env.kernel_source()
 
 
 def hidden_call(source: str, function: str, config: dict) -> str:
@@ -90,6 +91,7 @@ class Executor:
         except ValueError as exc:
             return self._finish(ExecutionRecord(sub.id, Status.INVALID_NOTEBOOK, str(exc), limits=limits,
                                                 notes=list(sub.notes)), out_dir, t0)
+        keep_submitted(sub.notebook, sub.attachments, out_dir, self.cfg.max_kept_file_bytes)
         if not any(c.cell_type == "code" and c.source.strip() for c in nb.cells):
             rec = ExecutionRecord(sub.id, Status.OK, "the notebook has no code cells", limits=limits,
                                   notes=list(sub.notes))
@@ -119,7 +121,8 @@ class Executor:
     def _kernel_session(self, nb, workdir: Workdir) -> KernelSession:
         cfg = self.cfg
         cpu = int((cfg.notebook_timeout + 2 * cfg.probe_timeout) * max(1, cfg.threads) + 120)
-        prefix = workdir.sandbox.kernel_prefix(cpu, chown=[], uid=workdir.uid, keep=[cfg.hf_home] if cfg.hf_home else [])
+        prefix = workdir.sandbox.kernel_prefix(cpu, chown=[], uid=workdir.uid, keep=[cfg.hf_home] if cfg.hf_home else [],
+                                               content=workdir.path)
         kcfg = replace(cfg.kernel, cell_timeout=cfg.cell_timeout, output_cap_bytes=cfg.output_cap_bytes,
                        argv_prefix=prefix, transport=workdir.sandbox.transport,
                        connection_dir=str(workdir.connection_dir))
@@ -130,8 +133,10 @@ class Executor:
         probe_cfg = {"nonce": secrets.token_hex(8), "out_dir": str(workdir.probe_out),
                      "max_extract_bytes": self.cfg.max_extract_bytes}
         with self._kernel_session(nb, workdir) as kernel:
+            env_cfg = {"remap_cuda": self.cfg.remap_cuda, "workdir": str(workdir.path), "nonce": probe_cfg["nonce"]}
             try:
                 kernel.run_hidden(hidden_call(PROBE_SOURCE, "install", probe_cfg), timeout=self.cfg.probe_timeout)
+                kernel.run_hidden(hidden_call(ENV_SOURCE, "install", env_cfg), timeout=self.cfg.probe_timeout)
             except (HiddenCodeError, TimeoutError) as exc:
                 rec.status = Status.GRADER_ERROR
                 rec.reason = f"the grader's recorder could not be installed in the kernel ({exc}); not graded"

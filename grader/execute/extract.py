@@ -9,20 +9,29 @@ the kernel.
 """
 
 STATE_MODULE = "__qgrader_probe__"
+ENV_MODULE = "__qgrader_env__"  # grader/execute/colab_env.py: what was adapted to run Colab code here
 PROJECT_PACKAGES = ("reference", "grader", "fixtures", "miniature")
 GLOBAL_HOOK_KINDS = {"global_forward": "_global_forward_hooks", "global_forward_pre": "_global_forward_pre_hooks"}
 SKIPPED_GLOBALS = {"In", "Out", "exit", "quit", "get_ipython"}
 
 
 def _to_float_array(value):
-    """A tensor / ndarray (or a tuple/list whose first item is one) -> (float32 ndarray, info) or None."""
+    """A tensor / ndarray, a tuple/list whose first item is one ((tensor, None) from a hook), or a list of
+    one layer's captures from several forwards (the longest run, the prompt's, is taken)
+    -> (float32 ndarray, info) or None."""
     import numpy as np
     import torch
 
-    wrapped = None
+    wrapped, extra = None, {}
     if isinstance(value, (tuple, list)) and value and isinstance(value[0], (torch.Tensor, np.ndarray)):
         wrapped = type(value).__name__
-        value = value[0]
+        runs = [v for v in value if isinstance(v, (torch.Tensor, np.ndarray))]
+        if len(runs) == len(value) >= 2 and len({(v.ndim, v.shape[-1]) for v in runs}) == 1 and runs[0].ndim >= 2:
+            index = max(range(len(runs)), key=lambda i: (runs[i].shape[-2], i))  # the prompt's run: the most tokens
+            wrapped, extra = "per_forward_list", {"forward_index": index, "forwards": len(runs)}
+            value = runs[index]
+        else:
+            value = value[0]
     if isinstance(value, torch.Tensor):
         dtype = str(value.dtype).replace("torch.", "")
         if not (value.is_floating_point() or value.is_complex()):
@@ -34,11 +43,12 @@ def _to_float_array(value):
     else:
         return None
     kind = "torch" if isinstance(value, torch.Tensor) else "numpy"
-    return arr, {"dtype": dtype, "wrapped_in": wrapped, "type": kind}
+    return arr, {"dtype": dtype, "wrapped_in": wrapped, "type": kind, **extra}
 
 
 def _layer_key(key):
-    """0, '0', 'layer_0', 'layer 0', 'L0' -> 0; anything else -> None."""
+    """The layer a dict key names: 0, '0', 'layer_0', 'Layer 0', 'L0', 'model.layers.0',
+    'layers.0.input_layernorm' -> 0; anything else -> None."""
     import re
 
     import numpy as np
@@ -48,10 +58,38 @@ def _layer_key(key):
     if isinstance(key, (int, np.integer)):
         return int(key)
     if isinstance(key, str):
-        m = re.fullmatch(r"\s*(?:layer|layers|l|block)?[\s_\-.]*(\d+)\s*", key, flags=re.I)
+        m = re.fullmatch(r"\s*(?:layer|layers|l|block)?[\s_\-.]*(\d+)\s*", key, flags=re.I) \
+            or re.search(r"(?:^|[.\s_/-])(?:layers?|blocks?|h)[.\s_/-]?(\d+)(?=$|[.\s_/-])", key, flags=re.I)
         if m:
             return int(m.group(1))
     return None
+
+
+def _site_suffix(key) -> str:
+    """What a string key says after its layer number ('model.layers.7.mlp' -> '.mlp'); '' otherwise."""
+    import re
+
+    m = re.search(r"(?:layers?|blocks?|h)[.\s_/-]?\d+(.*)$", key, flags=re.I) if isinstance(key, str) else None
+    return m.group(1) if m else ""
+
+
+def _split_by_site(name: str, value) -> list:
+    """A dict keyed by module names of several sites per layer ('model.layers.7.mlp', '... .self_attn')
+    -> one (name[*suffix], sub-dict) per site; anything else -> [(name, value)]."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in list(value)[:512]):
+        return [(name, value)]
+    groups: dict = {}
+    for k, v in list(value.items())[:512]:
+        groups.setdefault(_site_suffix(k), {})[k] = v
+    if len(groups) < 2:
+        return [(name, value)]
+    return [(f"{name}[*{suffix}]" if suffix else name, sub) for suffix, sub in groups.items()]
+
+
+def _key_style(value) -> str:
+    """How a dict's keys name the layers: 'layer numbers', or "names such as 'model.layers.0'"."""
+    named = [k for k in list(value)[:512] if isinstance(k, str) and not k.strip().isdigit()]
+    return f"names such as {named[0]!r}" if named else "layer numbers"
 
 
 def _per_layer(value, n_layers):
@@ -168,14 +206,15 @@ def _candidates(ns: dict, n_layers: int, hidden, errors: list) -> dict:
         if name.startswith("_") or name in SKIPPED_GLOBALS or isinstance(value, (type, type(sys))) or callable(value) \
                 and not isinstance(value, (torch.Tensor, np.ndarray)):
             continue
-        try:
-            arrays, layout = _per_layer(value, n_layers)
-        except Exception as exc:  # noqa: BLE001 - a strange object must not stop extraction
-            errors.append(f"reading {name}: {exc!r}")
-            continue
-        kind = _classify(arrays, hidden) if arrays else None
-        if kind:
-            found[kind].append((name, layout, arrays))
+        for label, part in _split_by_site(name, value):
+            try:
+                arrays, layout = _per_layer(part, n_layers)
+            except Exception as exc:  # noqa: BLE001 - a strange object must not stop extraction
+                errors.append(f"reading {name}: {exc!r}")
+                continue
+            kind = _classify(arrays, hidden) if arrays else None
+            if kind:
+                found[kind].append((label, f"dict keyed by {_key_style(part)}" if layout == "dict" else layout, arrays))
     return found
 
 
@@ -194,6 +233,8 @@ def _summaries(found: dict, max_bytes: int, to_save: dict, result: dict) -> None
                        "shapes_differ": len({a.shape for a, _ in arrays.values()}) > 1,
                        "dtype": first_info["dtype"], "type": first_info["type"],
                        "wrapped_in": first_info["wrapped_in"], "saved": True}
+            if first_info.get("forwards"):
+                summary["per_forward"] = {"forwards": first_info["forwards"], "taken": first_info["forward_index"]}
             size = sum(a.nbytes for a, _ in arrays.values())
             if total + size > max_bytes:
                 summary["saved"] = False
@@ -245,6 +286,9 @@ def extract(config: dict) -> dict:
     result["forwards"] = list(state.forwards) if state is not None else []
     result["n_forwards"] = state.n_forwards if state is not None else 0
     result["project_imports"] = list(state.project_imports) if state is not None else []
+    env = sys.modules.get(ENV_MODULE)
+    if env is not None and getattr(env, "nonce", None) == config["nonce"]:
+        result["environment"] = dict(env.summary(), errors=list(env.errors))
     result["project_modules_loaded"] = sorted(
         n for n in sys.modules if n.split(".")[0] in PROJECT_PACKAGES and n != STATE_MODULE)
     hidden = model_info.get("hidden_size") if model_info else None

@@ -43,6 +43,7 @@ class ExecutionRecord:
     notes: list[str] = field(default_factory=list)  # anything else a TA should know
     probe_errors: list[str] = field(default_factory=list)
     limits: dict = field(default_factory=dict)  # the budgets this run used
+    environment: dict = field(default_factory=dict)  # Colab/CUDA adaptations: {adaptations, counts, errors}
 
     @property
     def cell_errors(self) -> list[CellRecord]:
@@ -65,7 +66,9 @@ class ExecutionRecord:
         self.captures_candidates = data.get("captures_candidates", [])
         self.projections_candidates = data.get("projections_candidates", [])
         self.project_imports = sorted(set(data.get("project_imports", [])) | set(data.get("project_modules_loaded", [])))
-        self.probe_errors = data.get("errors", [])
+        self.probe_errors = data.get("errors", []) + [f"environment: {e}" for e in
+                                                      (data.get("environment") or {}).get("errors", [])]
+        self.environment = data.get("environment") or {}
 
     @classmethod
     def from_json(cls, data: dict) -> "ExecutionRecord":

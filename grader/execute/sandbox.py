@@ -1,6 +1,6 @@
 """Containment of the student's kernel: resource limits, an unprivileged user, no network, private /tmp.
 
-Two modes, chosen once per run (`Sandbox.detect`):
+Three modes, chosen once per run (`Sandbox.detect`):
 
   isolated  (the grader runs as root and Linux namespaces work)
             unshare --net --pid --mount: no network (talk to the kernel over unix sockets, jupyter's
@@ -9,8 +9,12 @@ Two modes, chosen once per run (`Sandbox.detect`):
             kernel drops to an unprivileged user (nobody) whose only writable place is its working dir.
             The whole process tree dies with the kernel (it is PID 1 of its namespace).
   limits    (otherwise) resource limits only; said once in the run log.
+  timeout-only  (no `resource` module: Windows) no rlimits, no launcher: the kernel is started
+            directly; the executor's cell and notebook timeouts still apply. Said once in the run log.
 
-Both modes set rlimits on the kernel: address space, CPU time, file size, processes, no core dumps.
+Both limits-setting modes set rlimits on the kernel: address space, CPU time, file size, processes
+(Linux only: elsewhere the count is per user and a laptop runs hundreds), no core dumps. A limit the
+platform refuses (macOS does not support every one) is skipped with a line on the kernel's stderr.
 
 The launcher half runs as `python -m grader.execute.sandbox launch ... -- KERNEL CMD`: it applies the
 mounts, rlimits and user switch, then execs the kernel.
@@ -20,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -28,10 +31,19 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+try:
+    import resource
+except ImportError:  # Windows: no rlimits; Sandbox.detect picks "timeout-only"
+    resource = None
+
 GB = 1 << 30
 MB = 1 << 20
 PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
-SANDBOX_ROOT = Path("/var/lib/qwen3-interp-grader")  # root-owned home of workdirs and the kernel-readable HF cache
+SANDBOX_ROOT = Path("/var/lib/qwen3-interp-grader")
+# Colab's working directory. In isolated mode each kernel sees its own working dir mounted here (in its
+# mount namespace), so notebook paths like /content/drive/MyDrive/tokens.gif work as on Colab; the
+# grader creates the empty mount point once (it needs root, as isolated mode does).
+COLAB_CONTENT = "/content"  # root-owned home of workdirs and the kernel-readable HF cache
 
 
 @dataclass
@@ -105,10 +117,21 @@ class Sandbox:
     def transport(self) -> str:
         return "ipc" if self.isolated else "tcp"
 
+    @property
+    def limited(self) -> bool:
+        """Whether the kernel gets rlimits (through the launcher)."""
+        return self.mode != "timeout-only" and resource is not None
+
     @classmethod
     def detect(cls, cfg: SandboxConfig) -> "Sandbox":
+        if resource is None:
+            return cls(cfg, "timeout-only", f"this platform ({sys.platform}) has no resource limits: student kernels "
+                       "run without memory, CPU-time or file-size limits; the cell and notebook timeouts still apply")
         if not cfg.isolate:
             return cls(cfg, "limits", "kernel isolation is off (--no-isolation): resource limits only")
+        if not sys.platform.startswith("linux"):
+            return cls(cfg, "limits", f"Linux namespaces are not available on {sys.platform}: student kernels get "
+                       "resource limits only (no separate user, network or filesystem isolation)")
         if os.geteuid() != 0:
             return cls(cfg, "limits", "not running as root: student kernels get resource limits only "
                        "(no separate user, network or filesystem isolation)")
@@ -132,6 +155,10 @@ class Sandbox:
         if proc.returncode != 0:
             why = (proc.stderr.strip().splitlines() or ["no message"])[-1]
             return cls(cfg, "limits", f"an isolated kernel could not start ({why}): resource limits only")
+        try:
+            Path(COLAB_CONTENT).mkdir(mode=0o755, exist_ok=True)  # the mount point of each kernel's own /content
+        except OSError:
+            pass  # then /content/... paths of Colab notebooks do not exist; relative paths still work
         return cls(cfg, "isolated", f"student kernels run as unprivileged uids {cfg.uids[0]}-{cfg.uids[1]}, "
                    "without network, with a private /tmp and their own process namespace")
 
@@ -140,9 +167,11 @@ class Sandbox:
         return ["unshare", "--net", "--pid", "--fork", "--mount", "--mount-proc", "--kill-child", "--"]
 
     def kernel_prefix(self, cpu_seconds: int, chown: list[Path], uid: int | None = None,
-                      keep: list[Path] = ()) -> list[str]:
-        """Command words in front of the kernel's own command line."""
+                      keep: list[Path] = (), content: Path | None = None) -> list[str]:
+        """Command words in front of the kernel's own command line (none in timeout-only mode)."""
         cfg = self.cfg
+        if not self.limited:
+            return []
         launch = [sys.executable, "-m", "grader.execute.sandbox", "launch", "--fsize", str(cfg.file_bytes),
                   "--cpu", str(cfg.cpu_seconds or cpu_seconds), "--nproc", str(cfg.nproc)]
         if cfg.memory_bytes:
@@ -160,6 +189,8 @@ class Sandbox:
             launch += ["--keep", str(p)]
         for p in chown:
             launch += ["--chown", str(p)]
+        if content is not None and Path(COLAB_CONTENT).is_dir():  # Colab's working dir, private to this kernel
+            launch += ["--content", str(content)]
         pdeath = [sys.executable, "-m", "grader.execute.sandbox", "pdeath", "--parent", str(os.getpid()), "--"]
         return [*pdeath, *self._unshare(), *launch, "--"]
 
@@ -218,11 +249,13 @@ def set_pdeathsig(parent: int | None = None) -> None:
     """SIGKILL this process when its parent dies. With `parent` (the pid that started it): if that
     parent died already, before this ran, exit now instead of living on re-parented. Used by the
     launcher below and by the grader's workers (grader/worker.py)."""
+    if not sys.platform.startswith("linux"):  # prctl is Linux's; elsewhere the timeouts end a stray kernel
+        return
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
+    except (OSError, AttributeError):
         return
     if parent and os.getppid() != parent:
         os._exit(1)
@@ -291,12 +324,15 @@ def launch(argv: list[str]) -> None:
     parser.add_argument("--stage", help="an empty dir used while moving kept paths")
     parser.add_argument("--chown", action="append", default=[])
     parser.add_argument("--parent", type=int, help="the pid that started this (the worker), when it did directly")
+    parser.add_argument("--content", help="bind this folder (the working dir) at /content, as on Colab")
     parser.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
     set_pdeathsig(args.parent)
     if args.private or args.hide:
         _isolate_filesystem(args.private, args.hide, args.keep, args.stage, args.tmpfs_size)
+    if args.content:
+        _mount("--bind", args.content, COLAB_CONTENT)
     if args.uid is not None:
         for path in args.chown:
             if os.path.exists(path):
@@ -304,23 +340,44 @@ def launch(argv: list[str]) -> None:
         conn = next((cmd[i + 1] for i, a in enumerate(cmd[:-1]) if a == "-f"), None)
         if conn and os.path.exists(conn):
             os.chown(conn, args.uid, args.gid)
-    limits = [(resource.RLIMIT_CORE, 0)]
-    if args.memory:
-        limits.append((resource.RLIMIT_AS, args.memory))
-    if args.cpu:
-        limits.append((resource.RLIMIT_CPU, args.cpu))
-    if args.fsize:
-        limits.append((resource.RLIMIT_FSIZE, args.fsize))
-    if args.nproc:
-        limits.append((resource.RLIMIT_NPROC, args.nproc))
-    for which, value in limits:
-        resource.setrlimit(which, (value, value))
+    apply_limits(memory=args.memory, cpu=args.cpu, fsize=args.fsize, nproc=args.nproc)
     if args.uid is not None:
         os.setgroups([])
         os.setgid(args.gid)
         os.setuid(args.uid)
         set_pdeathsig()  # a change of credentials clears it
     os.execvp(cmd[0], cmd)
+
+
+def apply_limits(memory: int | None, cpu: int | None, fsize: int | None, nproc: int | None) -> list[str]:
+    """Set this process's rlimits (inherited by what it execs); returns the names of those the platform
+    refused, each also said on stderr. Nothing without the `resource` module."""
+    if resource is None:
+        return []
+    limits = [("RLIMIT_CORE", 0)]
+    if memory:
+        limits.append(("RLIMIT_AS", memory))
+    if cpu:
+        limits.append(("RLIMIT_CPU", cpu))
+    if fsize:
+        limits.append(("RLIMIT_FSIZE", fsize))
+    if nproc and sys.platform.startswith("linux"):  # per user elsewhere (macOS): a laptop runs hundreds
+        limits.append(("RLIMIT_NPROC", nproc))
+    refused = []
+    for name, value in limits:
+        which = getattr(resource, name, None)
+        try:
+            if which is None:
+                raise ValueError("not defined on this platform")
+            _soft, hard = resource.getrlimit(which)
+            if hard != resource.RLIM_INFINITY and value > hard:
+                value = hard  # cannot raise a hard limit; the lower one holds anyway
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError) as exc:
+            refused.append(name)
+            print(f"grader sandbox: {name} could not be set here ({exc}); the kernel runs without it",
+                  file=sys.stderr)
+    return refused
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,6 +18,7 @@ from grader.intake.canvas import original_name
 from grader.io import sha256
 
 PROBE_OUT = ".grader-probe"  # folder in the working dir where extraction writes
+SUBMITTED = "submitted"  # out/<id>/submitted/: the notebook and attachments as the student submitted them
 KEPT_FILE_SUFFIXES = {".gif", ".png", ".jpg", ".jpeg", ".svg", ".pdf", ".webp"}
 MAX_LISTED_FILES = 500
 
@@ -59,11 +60,14 @@ class Workdir:
                     os.chown(path, self.uid, self.sandbox.cfg.gid)
 
     def collect(self, out_dir: Path, max_kept_bytes: int, notes: list[str]) -> list[dict]:
-        """List what the notebook left in its working dir; keep images and GIFs (size-capped)."""
+        """List what the notebook left in its working dir (and in the folder google.colab's drive.mount
+        gave it); keep images and GIFs (size-capped)."""
         files_dir = out_dir / "files"
         shutil.rmtree(files_dir, ignore_errors=True)
         entries = []
-        for path in sorted(self.path.iterdir()):
+        top = {p.name for p in self.path.iterdir()}
+        mounted = [p for p in _files_below(self.path / "drive") if p.name not in top]
+        for path in sorted(self.path.iterdir()) + mounted:
             if path.name.startswith(".") or path.name == PROBE_OUT or path.is_symlink() or not path.is_file():
                 continue
             size = path.stat().st_size
@@ -80,3 +84,25 @@ class Workdir:
                 notes.append(f"more than {MAX_LISTED_FILES} files in the working directory; the rest are not listed")
                 break
         return entries
+
+
+def keep_submitted(notebook: Path, attachments: list[Path], out_dir: Path, max_bytes: int) -> None:
+    """What the student saw on Colab, before the grader re-runs anything: the notebook as submitted (its
+    stored outputs) and the images and GIF they attached, in out/<id>/submitted/ (size-capped)."""
+    folder = out_dir / SUBMITTED
+    shutil.rmtree(folder, ignore_errors=True)
+    for f in [notebook, *attachments]:
+        keep = f == notebook or f.suffix.lower() in KEPT_FILE_SUFFIXES
+        if keep and f.is_file() and f.stat().st_size <= max_bytes:
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, folder / ("notebook.ipynb" if f == notebook else original_name(f)))
+
+
+def _files_below(folder: Path, limit: int = MAX_LISTED_FILES) -> list[Path]:
+    """Regular files under folder, links not followed, at most `limit`."""
+    found = []
+    for root, _, names in os.walk(folder, followlinks=False):
+        found += [Path(root) / n for n in sorted(names) if not (Path(root) / n).is_symlink()]
+        if len(found) >= limit:
+            break
+    return sorted(found[:limit])

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from grader.intake.canvas import original_name
+from grader.io import sha256
 
 
 @dataclass
@@ -25,6 +26,7 @@ class SubmissionInfo:
     notebook: str | None = None  # the notebook's file name
     attachments: list[str] = field(default_factory=list)  # the student's own file names
     notes: list[str] = field(default_factory=list)
+    notebook_sha256: str | None = None  # of the submitted file: a TA's manual points belong to this version
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -54,7 +56,8 @@ class Submission:
         return SubmissionInfo(id=self.id, source=self.source, student_name=self.student_name,
                               student_id=self.student_id, late=self.late,
                               notebook=self.notebook.name if self.notebook else None,
-                              attachments=[original_name(p) for p in self.attachments], notes=list(self.notes))
+                              attachments=[original_name(p) for p in self.attachments], notes=list(self.notes),
+                              notebook_sha256=sha256(self.notebook) if self.notebook and self.notebook.is_file() else None)
 
     def to_json(self) -> dict:
         d = asdict(self)

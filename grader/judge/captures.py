@@ -156,16 +156,19 @@ def _judge_captures(cand: dict, arrays: dict[int, np.ndarray], rec: ExecutionRec
     tokens = {k: as_tokens(v) for k, v in arrays.items()}
     n_tokens = Counter(t.shape[0] for t in tokens.values()).most_common(1)[0][0]
     reference, note = "prompt", None
-    ref = golden if dtype in (None, "float32", "float64") else store.get(golden.token_ids, dtype)
-    if n_tokens != golden.n_tokens and n_tokens > 1:
-        ids = _student_ids(rec, n_tokens)
-        if ids is not None:
+    ids = _student_ids(rec, n_tokens)
+    try:
+        ref = golden if dtype in (None, "float32", "float64") else store.get(golden.token_ids, dtype)
+        if n_tokens > 1 and (n_tokens != golden.n_tokens or (ids is not None and ids != golden.token_ids)):
+            # the student ran other tokens (even one changed word): judge against the reference run on them
+            if ids is None:
+                raise LookupError(f"your captures hold {n_tokens} tokens and your token ids were not recorded, "
+                                  "so they cannot be compared")
             ref = store.get(ids, dtype if dtype in ("bfloat16", "float16") else "float32")
             reference = "student_prompt"
             note = f"compared with the reference run on your own {n_tokens}-token prompt"
-        else:
-            reference = "none"
-            note = f"your captures hold {n_tokens} tokens and your token ids were not recorded, so they cannot be compared"
+    except LookupError as exc:  # no ids recorded, or GoldenUnavailable (the student kit has no reference to run)
+        ref, reference, note = golden, "none", str(exc)
     tol = site_tolerance(dtype)
     layers = []
     for k in keys:

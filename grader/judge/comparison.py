@@ -32,6 +32,6 @@ def compare(rec: ExecutionRecord, extracted: dict[str, np.ndarray], store: Golde
     captures = compare_captures(rec, extracted, store, golden)
     cap_arrays = arrays_of(extracted, "captures", captures.variable) if captures else None
     projections = compare_projections(rec, extracted, captures, cap_arrays, golden)
-    return Comparison(captures=captures, projections=projections, prompt=compare_prompt(rec, golden),
+    return Comparison(captures=captures, projections=projections, prompt=compare_prompt(rec, golden, store.decode),
                       golden_ids_sha256=golden.ids_sha256)
 

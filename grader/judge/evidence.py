@@ -25,12 +25,23 @@ class GifInfo:
 
 
 @dataclass
+class SubmittedView:
+    """What the student saw on Colab (the real Qwen3-4B), before the grader re-ran anything: the GIF they
+    attached and the images stored in the notebook they submitted (out/<id>/submitted/)."""
+
+    gif: Path | None = None
+    images: list[tuple[int, str]] = field(default_factory=list)  # (cell index, data URI of an image output)
+    stored_outputs: int = 0  # code cells that came with outputs
+
+
+@dataclass
 class Evidence:
     printed_model: str | None = None  # the printed text, when the model was printed
     diagrams: list[str] = field(default_factory=list)  # image files / embedded images, for the TA
     gif: GifInfo = field(default_factory=GifInfo)
     answer: str | None = None  # the student's 1-2 sentence explanation
     files: list[str] = field(default_factory=list)
+    submitted: SubmittedView = field(default_factory=SubmittedView)
 
 
 def _cell_text_outputs(cell) -> str:
@@ -59,26 +70,38 @@ def _normalise(text: str) -> str:
 
 
 def answer_text(nb: nbformat.NotebookNode | None) -> str | None:
-    """The student's explanation: markdown they wrote in Part 5 (after their Part 5 header, or after
-    the last code cell when there is none), that is not the assignment's own text or a bare header."""
+    """The student's explanation: markdown they wrote in Part 5 (after their own Part 5 header, or after
+    the last code cell when there is none), that is not the assignment's own text or a bare header.
+    When nothing is found there (a code cell such as files.download(...) after the answer), markdown
+    after the assignment's own Part 5 header counts too."""
     if nb is None:
         return None
     template = [_normalise(t) for t in TEMPLATE_MARKDOWN]
     cells = nb.cells
-    part5 = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and re.match(
-        r"#+[^\n]*part\s*5", c.source.strip(), flags=re.I) and _normalise(c.source) not in template[0]]
+    headers = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and re.match(
+        r"#+[^\n]*part\s*5", c.source.strip(), flags=re.I) and not re.search(r"part\s*4", c.source, flags=re.I)]
+    own = [i for i in headers if _normalise(cells[i].source) not in template[0]]
     last_code = max((i for i, c in enumerate(cells) if c.cell_type == "code" and c.source.strip()), default=-1)
-    start = part5[-1] if part5 else last_code
+    start = own[-1] if own else last_code
+    found = _answers_after(cells, start, template)
+    if not found and headers and headers[0] < start:
+        found = _answers_after(cells, headers[0], template)
+    return "\n\n".join(found)[:3000] or None
+
+
+def _answers_after(cells, start: int, template: list[str]) -> list[str]:
+    """The student's own markdown (5 words or more, not only a header) after cell `start`."""
     found = []
     for cell in cells[start + 1:] if start >= 0 else cells:
         if cell.cell_type != "markdown":
             continue
         text = _strip_template(cell.source.strip(), template)
+        text = re.sub(r"!\[[^\]]*\]\(data:[^)]*\)", "", text).strip()  # an image pasted into the cell
         words = re.findall(r"[A-Za-z]{2,}", text)
         if len(words) < 5 or re.fullmatch(r"#+ [^\n]*", text):
             continue
         found.append(text)
-    return "\n\n".join(found)[:3000] or None
+    return found
 
 
 def _strip_template(text: str, template: list[str]) -> str:
@@ -111,8 +134,32 @@ def gif_info(files_dir: Path, file_records: list[dict]) -> GifInfo:
     return info
 
 
+MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)[^)]*\)|<img[^>]+src=[\"']([^\"']+)")
+REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*:)?//", re.I)  # http://, https://, //host/...
+
+
+def _linked_images(nb, with_cells: bool = False) -> list:
+    """Targets of images linked from markdown cells (not cell attachments); (cell index, target) pairs
+    with `with_cells`."""
+    found = []
+    for index, cell in enumerate(nb.cells if nb else []):
+        if cell.cell_type == "markdown":
+            for m in MARKDOWN_IMAGE.finditer(cell.source):
+                target = m.group(1) or m.group(2)
+                if not target.startswith("attachment:"):
+                    found.append((index, target) if with_cells else target)
+    return found
+
+
+def remote_images(nb: nbformat.NotebookNode | None) -> list[str]:
+    """Images linked from the web (the Colab badge, shields, any http(s) image): never a diagram, never loaded."""
+    return list(dict.fromkeys(t for t in _linked_images(nb) if REMOTE.match(t)))
+
+
 def diagrams(nb: nbformat.NotebookNode | None, files_dir: Path, attachments: list[str]) -> list[str]:
-    """Images a TA should look at for the Part 2 diagram: attached images and images embedded in markdown."""
+    """Images a TA should look at for the Part 2 diagram: attached images, images embedded in markdown,
+    and local images linked from markdown. Remote links (the Colab badge the assignment starts with,
+    shields, any http(s) image) are not the student's diagram."""
     found = []
     skip = re.compile(r"^(tokens\.gif|frame_\d+\.png)$")
     for name in attachments:
@@ -122,12 +169,39 @@ def diagrams(nb: nbformat.NotebookNode | None, files_dir: Path, attachments: lis
         if cell.cell_type == "markdown":
             for name in (cell.get("attachments") or {}):
                 found.append(f"{name} (embedded in a markdown cell)")
-            for m in re.finditer(r"!\[[^\]]*\]\(([^)]+)\)|<img[^>]+src=[\"']([^\"']+)", cell.source):
-                target = m.group(1) or m.group(2)
-                if not target.startswith("attachment:"):
-                    found.append(f"{target} (linked from a markdown cell)")
+    for index, target in _linked_images(nb, with_cells=True):
+        if target.startswith("data:image/"):
+            found.append(f"an image pasted into markdown cell {index}")
+        elif not REMOTE.match(target) and not target.startswith("data:"):
+            found.append(f"{target} (linked from a markdown cell)")
     if files_dir.is_dir():
         for path in sorted(files_dir.iterdir()):
             if "diagram" in path.name.lower() and path.name not in found:
                 found.append(path.name)
     return list(dict.fromkeys(found))
+
+
+MAX_SUBMITTED_IMAGES = 6
+
+
+def submitted_view(folder: Path) -> SubmittedView:
+    """The submitted GIF and the image outputs stored in the submitted notebook (what the student saw)."""
+    view = SubmittedView()
+    if not folder.is_dir():
+        return view
+    gifs = sorted(folder.glob("*.gif"), key=lambda p: p.name != "tokens.gif")
+    view.gif = gifs[0] if gifs else None
+    try:
+        nb = nbformat.read(folder / "notebook.ipynb", as_version=4)
+    except Exception:  # noqa: BLE001 - missing or unreadable: nothing stored to show
+        return view
+    for index, cell in enumerate(nb.cells):
+        outputs = cell.get("outputs") or [] if cell.cell_type == "code" else []
+        view.stored_outputs += bool(outputs)
+        for out in outputs:
+            data = (out.get("data") or {}).get("image/png")
+            if isinstance(data, list):
+                data = "".join(data)
+            if isinstance(data, str) and len(view.images) < MAX_SUBMITTED_IMAGES and len(data) < 4_000_000:
+                view.images.append((index, "data:image/png;base64," + re.sub(r"[^A-Za-z0-9+/=]", "", data)))
+    return view

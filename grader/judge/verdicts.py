@@ -81,7 +81,7 @@ class Judgement:
             prompt_tokens=prompt.token_counts if prompt else [], ran_golden_prompt=prompt.ran_golden if prompt else False,
             uses_reference=bool(rec.project_imports), project_imports=rec.project_imports,
             cell_errors=len(rec.cell_errors), execution_seconds=rec.seconds, notes=rec.notes,
-            mistakes=self.mistakes())
+            mistakes=self.mistakes(), notebook_sha256=info.notebook_sha256)
 
 
 def gather_evidence(rec: ExecutionRecord, out_dir: Path, attachments: list[str]) -> tuple[ev.Evidence, object]:
@@ -93,6 +93,7 @@ def gather_evidence(rec: ExecutionRecord, out_dir: Path, attachments: list[str])
         gif=ev.gif_info(files_dir, rec.files),
         answer=ev.answer_text(nb),
         files=[f["name"] for f in rec.files],
+        submitted=ev.submitted_view(out_dir / "submitted"),
     )
     return found, nb
 

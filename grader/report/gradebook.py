@@ -1,57 +1,114 @@
-"""Class-level outputs from every out/<id>/results.json: Canvas grades.csv, grades_detail.csv, index.html.
+"""Class-level outputs from every out/<id>/results.json and the TA's manual.json: Canvas grades.csv,
+grades_detail.csv, index.html.
 
-Rebuilt from the results on disk each time, so shards graded on different machines merge by copying
-their folders into one and running `grade summarize DIR`.
+Rebuilt from the files on disk each time, so shards graded on different machines merge by copying
+their folders into one and running `grade summarize DIR`, and a TA's new manual points reach the
+gradebook the same way. Every total comes from grader/report/totals.py.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.io import write_atomic
-from grader.results import Result, load_results
+from grader.report.totals import LatePolicy, Total, load_late_policy, totals
+from grader.results import load_results
 
 CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
+DEFAULT_ASSIGNMENT = "Qwen3 residual stream (autograded)"
+CANVAS_ID = re.compile(r"\(\s*\d+\s*\)\s*$")  # Canvas's export names a column "Assignment name (12345)"
 
 
-def canvas_csv(rows: list[Result], assignment: str) -> str:
+class ManualPendingError(RuntimeError):
+    """--require-manual and manual checks are still ungraded: grades.csv was not written."""
+
+
+def canvas_csv(rows: list[Total], assignment: str) -> str:
     """Canvas gradebook import: one assignment column, the 'Points Possible' row first."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(CANVAS_COLUMNS + [assignment])
-    possible = max((r.max_score for r in rows), default=100)
+    possible = max((t.possible for t in rows), default=100)
     w.writerow(["Points Possible", "", "", "", "", f"{possible:g}"])
-    for r in rows:
-        w.writerow([r.submission.student_name or r.submission.id, r.submission.student_id or r.submission.id,
-                    "", "", "", f"{r.score:g}"])
+    for t in rows:
+        sub = t.result.submission
+        w.writerow([sub.student_name or sub.id, sub.student_id or sub.id, "", "", "", f"{t.score:g}"])
     return buf.getvalue()
 
 
-def detail_csv(rows: list[Result]) -> str:
-    check_ids = list(dict.fromkeys(c.id for r in rows for c in r.checks))
+def detail_csv(rows: list[Total], similar: dict[str, list[str]] | None = None) -> str:
+    check_ids = list(dict.fromkeys(c.id for t in rows for c in t.result.checks))
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["submission", "student", "student_id", "late", "grading_status", "score", "max_score",
-                "auto_max_score", *check_ids, "captures_site", "mistakes", "reason"])
-    for r in rows:
-        by_id = {c.id: c for c in r.checks}
-        cells = ["" if cid not in by_id else ("manual" if by_id[cid].manual else f"{by_id[cid].points:g}")
-                 for cid in check_ids]
+                "automated_score", "auto_max_score", "manual_score", "manual_pending", "late_penalty", *check_ids,
+                "captures_site", "mistakes", "similar_to", "reason"])
+    for t in rows:
+        r = t.result
+        marks = {m.check: m for m in t.manual}
+        cells = []
+        for cid in check_ids:
+            c = next((c for c in r.checks if c.id == cid), None)
+            if c is None:
+                cells.append("")
+            elif c.manual:
+                m = marks[cid]
+                cells.append("pending" if m.points is None else f"{m.points:g}")
+            else:
+                cells.append(f"{c.points:g}")
         w.writerow([r.id, r.submission.student_name or "", r.submission.student_id or "", r.submission.late,
-                    r.summary.status or "", f"{r.score:g}", f"{r.max_score:g}", f"{r.auto_max_score:g}", *cells,
-                    r.summary.captures_site or "", "; ".join(r.summary.mistakes), r.summary.reason or ""])
+                    r.summary.status or "", f"{t.score:g}", f"{t.possible:g}", f"{t.automated:g}",
+                    f"{r.auto_max_score:g}", f"{t.manual_points:g}", " ".join(t.pending), f"{t.late_penalty:g}",
+                    *cells, r.summary.captures_site or "", "; ".join(r.summary.mistakes),
+                    " ".join((similar or {}).get(r.id, [])), r.summary.reason or ""])
     return buf.getvalue()
 
 
-def write_class_outputs(out_root: Path, canvas_assignment: str = "Qwen3 residual stream (autograded)") -> dict:
+@dataclass
+class ClassOutputs:
+    paths: dict[str, Path]
+    totals: list[Total]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def pending(self) -> int:
+        return sum(len(t.pending) for t in self.totals)
+
+    def pending_text(self, out_root: Path) -> str:
+        who = sum(bool(t.pending) for t in self.totals)
+        return (f"{self.pending} manual item(s) of {who} submission(s) are not graded yet (grade review {out_root}, "
+                f"or grade manual {out_root} --export/--import); they count 0 in grades.csv")
+
+
+def write_class_outputs(out_root: Path, canvas_assignment: str = DEFAULT_ASSIGNMENT, rubric: Path | None = None,
+                        require_manual: bool = False) -> ClassOutputs:
+    """grades.csv (unless --require-manual and TA items are pending), grades_detail.csv, index.html."""
     from grader.report.index import write_index
 
     out_root = Path(out_root)
-    rows = load_results(out_root)
+    late: LatePolicy = load_late_policy(rubric)
+    rows = totals(out_root, load_results(out_root), late)
+    similar = similar_submissions(out_root, rows)
     paths = {"csv": out_root / "grades.csv", "detail": out_root / "grades_detail.csv", "index": out_root / "index.html"}
+    out = ClassOutputs(paths, rows)
+    if not CANVAS_ID.search(canvas_assignment):
+        out.warnings.append(f"the assignment column {canvas_assignment!r} has no Canvas id: Canvas will create a new "
+                            "column on import. Pass --canvas-assignment 'Name (id)' as Canvas's own export names it.")
+    write_atomic(paths["detail"], detail_csv(rows, similar))
+    write_index(out_root, rows, similar)
+    if require_manual and out.pending:
+        raise ManualPendingError(f"--require-manual: {out.pending} manual item(s) are pending, so grades.csv was not "
+                                 "written (grades_detail.csv and index.html were)")
     write_atomic(paths["csv"], canvas_csv(rows, canvas_assignment))
-    write_atomic(paths["detail"], detail_csv(rows))
-    write_index(out_root, rows)
-    return paths
+    return out
+
+
+def similar_submissions(out_root: Path, rows: list[Total]) -> dict[str, list[str]]:
+    """{submission id: ids of submissions whose own code or answer is (nearly) the same}."""
+    from grader.report.similar import similar_map
+
+    return similar_map(out_root, [t.result for t in rows])

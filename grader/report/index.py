@@ -13,16 +13,16 @@ from pathlib import Path
 
 from grader.io import write_atomic
 from grader.report.render import TEMPLATES, render
-from grader.results import Result
+from grader.report.totals import Total
 from grader.status import describe
 
 MAX_INDEX_MISTAKES = 14  # mistake classes listed on the index; the rest are summed up
 
 
-def write_index(out_root: Path, rows: list[Result]) -> Path:
+def write_index(out_root: Path, rows: list[Total], similar: dict[str, list[str]] | None = None) -> Path:
     """Write out_root/index.html for the class; returns its path."""
     path = Path(out_root) / "index.html"
-    write_atomic(path, render("index.html", index_context(Path(out_root), rows),
+    write_atomic(path, render("index.html", index_context(Path(out_root), rows, similar or {}),
                               script=(TEMPLATES / "sort.js").read_text()))
     return path
 
@@ -33,7 +33,8 @@ def _top_mistakes(labels: list[str], limit: int = 3) -> tuple[list[str], int]:
     return ordered[:limit], max(0, len(ordered) - limit)
 
 
-def index_row(out_root: Path, r: Result) -> dict:
+def index_row(out_root: Path, total: Total, similar: list[str]) -> dict:
+    r = total.result
     summary, sub = r.summary, r.submission
     label, tone, short = describe(summary.status)
     top, more = _top_mistakes(list(summary.mistakes or []))
@@ -43,8 +44,10 @@ def index_row(out_root: Path, r: Result) -> dict:
         "student": sub.student_name or summary.student_name or "",
         "student_id": sub.student_id or summary.student_id or "",
         "late": bool(sub.late or summary.late), "status": summary.status, "status_label": short,
-        "status_words": label, "tone": tone, "score": r.score, "max_score": r.max_score, "mistakes": top,
+        "status_words": label, "tone": tone, "score": total.score, "max_score": total.possible, "mistakes": top,
         "more_mistakes": more, "n_mistakes": len(summary.mistakes or []), "reason": summary.reason or "",
+        "automated": total.automated, "manual": total.manual_points, "pending": total.pending,
+        "late_penalty": total.late_penalty, "similar": similar,
     }
 
 
@@ -67,13 +70,13 @@ def histogram_svg(scores: list[float], max_score: float, bins: int = 10) -> dict
             "max_label": f"{max_score:g}"}
 
 
-def index_context(out_root: Path, rows: list[Result]) -> dict:
+def index_context(out_root: Path, rows: list[Total], similar: dict[str, list[str]]) -> dict:
     """The template's data for index.html."""
-    table = [index_row(out_root, r) for r in rows]
+    table = [index_row(out_root, t, similar.get(t.result.id, [])) for t in rows]
     scores = [r["score"] for r in table]
     max_score = max((r["max_score"] for r in table), default=100)
     statuses = Counter(r["status"] for r in table)
-    mistakes = Counter(m for r in rows for m in r.summary.mistakes or [])
+    mistakes = Counter(m for t in rows for m in t.result.summary.mistakes or [])
     top = max(mistakes.values(), default=1)
     return {
         "rows": table,
@@ -88,4 +91,6 @@ def index_context(out_root: Path, rows: list[Result]) -> dict:
                      for m, c in mistakes.most_common(MAX_INDEX_MISTAKES)],
         "more_mistakes": max(0, len(mistakes) - MAX_INDEX_MISTAKES),
         "histogram": histogram_svg(scores, max_score),
+        "pending": sum(len(r["pending"]) for r in table),
+        "similar_pairs": sorted({tuple(sorted((a, b))) for a, bs in similar.items() for b in bs}),
     }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -138,33 +137,6 @@ def spheres(panels: Sequence, captions: Sequence[str]) -> str:
         _sphere_axis(fig, i + 1, panel.student, caption, "no projection\nfor this layer")
         _sphere_axis(fig, i + 4, panel.reference, f"reference, layer {panel.layer}", "no reference")
     return _to_uri(fig, 90)
-
-
-# --- reference metrics --------------------------------------------------------------------------
-
-
-def reference_metrics(metrics: Sequence[dict], marked: Sequence[int]) -> str:
-    """Mean pairwise cosine and mean angle moved since the previous layer, per layer (the golden's)."""
-    fig = _figure(4.4, 2.9)
-    layers = [m["layer"] for m in metrics]
-    cos = [m.get("mean_pairwise_cosine") for m in metrics]
-    moved = [m.get("mean_angle_moved_deg") if m.get("mean_angle_moved_deg") is not None else math.nan
-             for m in metrics]
-    top = fig.add_axes((0.15, 0.58, 0.8, 0.33))
-    bottom = fig.add_axes((0.15, 0.14, 0.8, 0.33), sharex=top)
-    top.plot(layers, cos, "-", color=MEDIAN_COLOR, lw=1.4)
-    top.set_title("mean pairwise cosine (1 = one cluster)", fontsize=8, loc="left")
-    bottom.plot(layers, moved, "-", color=P95_COLOR, lw=1.4)
-    bottom.set_title("mean angle moved since previous layer (°)", fontsize=8, loc="left")
-    bottom.set_xlabel("layer", fontsize=8)
-    for ax, ys in ((top, cos), (bottom, moved)):
-        ax.tick_params(labelsize=7)
-        ax.grid(color="#e5e5e5", lw=0.5)
-        for n in marked:
-            if 0 <= n < len(ys) and ys[n] is not None and not (isinstance(ys[n], float) and math.isnan(ys[n])):
-                ax.plot([layers[n]], [ys[n]], "o", color="#333", ms=3.5)
-    top.tick_params(labelbottom=False)
-    return _to_uri(fig, 100)
 
 
 # --- images -------------------------------------------------------------------------------------

@@ -10,12 +10,14 @@ import base64
 import re
 import urllib.parse
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.judge.evidence import remote_images
 from grader.judge.hooks import layer_ranges
-from grader.judge.projections import PROJECTION_MEDIAN_DEG, PROJECTION_P95_DEG, sphere_layers
+from grader.judge.projections import PROJECTION_MEDIAN_DEG, PROJECTION_P95_DEG
 from grader.judge.verdicts import Judgement
+from grader.report.totals import LatePolicy
 from grader.report.render import IMAGE_MIME, MAX_INLINE_IMAGE_BYTES, fmt_bytes, fmt_deg, image_uri, strip_ansi
 from grader.spec.sites import SITES, TARGET_SITE, describe
 
@@ -39,6 +41,7 @@ class Page:
     out_dir: Path
     grade: object  # a Grade, or a Result read back from results.json
     judgement: Judgement
+    late: LatePolicy = field(default_factory=LatePolicy)
 
     @property
     def n_layers(self) -> int:
@@ -195,9 +198,15 @@ def diagram_section(page: Page) -> dict:
     for cell_index, name, uri in markdown_attachments(page.judgement.notebook)[:MAX_DIAGRAM_IMAGES]:
         images.append({"name": f"{name} (embedded in markdown cell {cell_index})", "src": uri, "bytes": ""})
         shown.add(f"{name} (embedded in a markdown cell)")
+    for cell_index, uri in pasted_images(page.judgement.notebook)[:MAX_DIAGRAM_IMAGES]:
+        images.append({"name": f"an image pasted into markdown cell {cell_index}", "src": uri, "bytes": ""})
+        shown.add(f"an image pasted into markdown cell {cell_index}")
     for name in page.judgement.evidence.diagrams:
         if name not in shown and Path(name).name not in shown:
             listed.append({"name": name, "href": None, "text": name})
+    for url in remote_images(page.judgement.notebook):
+        listed.append({"name": url, "href": None, "text": f"{url} (a remote image linked from a markdown cell: "
+                                                          "not loaded, not counted as a diagram)"})
     return {"images": images, "listed": listed}
 
 
@@ -220,16 +229,41 @@ def markdown_attachments(nb) -> list[tuple[int, str, str]]:
     return out
 
 
-def answer_section(page: Page) -> dict:
-    """The student's explanation (escaped, preformatted) next to the reference clustering metrics."""
-    from grader.report import plots
+PASTED_IMAGE = re.compile(r"!\[[^\]]*\]\((data:image/(?:png|jpeg|gif|webp);base64,)([A-Za-z0-9+/=\s]+)\)")
 
-    metrics = list(page.judgement.golden.metrics or [])
-    n = len(metrics)
-    rows = []
-    for layer in sphere_layers(n) if n else []:
-        m = metrics[layer]
-        rows.append({"layer": layer, "cosine": f"{m['mean_pairwise_cosine']:.3f}",
-                     "moved": "–" if m.get("mean_angle_moved_deg") is None else f"{m['mean_angle_moved_deg']:.1f}°"})
-    chart = plots.reference_metrics(metrics, sphere_layers(n)) if n else None
-    return {"text": page.grade.summary.answer, "rows": rows, "chart": chart}
+
+def pasted_images(nb) -> list[tuple[int, str]]:
+    """(cell index, data URI) of images pasted into markdown cells as data URIs (Colab stores them so)."""
+    out = []
+    for i, cell in enumerate(nb.cells if nb is not None else []):
+        if cell.get("cell_type") == "markdown":
+            for m in PASTED_IMAGE.finditer(cell.source):
+                if len(m.group(2)) <= MAX_INLINE_IMAGE_BYTES * 4 // 3:
+                    out.append((i, m.group(1) + re.sub(r"\s", "", m.group(2))))
+    return out
+
+
+def answer_section(page: Page) -> dict:
+    """The student's explanation (escaped, preformatted) beside what they saw on Colab (their GIF and the
+    images stored in the notebook they submitted) and a real trained model's dynamics on the prompt.
+    The miniature's own metrics are never shown here: it is not what Qwen3-4B does."""
+    view = page.judgement.evidence.submitted
+    gif = None
+    if view.gif is not None and view.gif.stat().st_size <= MAX_INLINE_GIF_BYTES:
+        gif = "data:image/gif;base64," + base64.b64encode(view.gif.read_bytes()).decode("ascii")
+    return {"text": page.grade.summary.answer, "submitted_gif": gif,
+            "submitted_gif_name": view.gif.name if view.gif else None,
+            "submitted_images": [{"cell": c, "src": src} for c, src in view.images],
+            "stored_outputs": view.stored_outputs, "dynamics": real_model_panel()}
+
+
+def real_model_panel() -> dict | None:
+    """A real trained model's residual-stream dynamics on the assignment's prompt (computed offline once,
+    shipped as grader/report/dynamics.json), labelled with the model it came from; None without it."""
+    try:
+        from grader.report import dynamics
+    except ImportError:
+        return None
+    panel = dynamics.load_panel()
+    return {"model": dynamics.title(panel), "caption": dynamics.caption(panel), "chart": dynamics.draw_panel(panel),
+            "rows": dynamics.summary_rows(panel)}

@@ -15,6 +15,7 @@ from pathlib import Path
 from grader.io import write_atomic
 from grader.judge.verdicts import Judgement
 from grader.report import sections
+from grader.report.totals import LatePolicy
 from grader.report.render import fmt_bytes, or_empty, render, section, sentence
 from grader.status import describe
 
@@ -22,23 +23,23 @@ CHECK_STATUS_WORDS = {"passed": ("passed", "good"), "failed": ("failed", "bad"),
                       "manual": ("TA to grade", "manual")}
 
 
-def write_submission_report(out_dir: Path, grade, judgement: Judgement) -> Path:
+def write_submission_report(out_dir: Path, grade, judgement: Judgement, late: LatePolicy = LatePolicy()) -> Path:
     """Write out_dir/report.html for one judged submission; returns its path. `grade` is a Grade or a Result."""
     path = Path(out_dir) / "report.html"
-    write_atomic(path, render_submission(Path(out_dir), grade, judgement))
+    write_atomic(path, render_submission(Path(out_dir), grade, judgement, late))
     return path
 
 
-def render_submission(out_dir: Path, grade, judgement: Judgement) -> str:
+def render_submission(out_dir: Path, grade, judgement: Judgement, late: LatePolicy = LatePolicy()) -> str:
     t0 = time.monotonic()
-    ctx = submission_context(out_dir, grade, judgement)
+    ctx = submission_context(out_dir, grade, judgement, late)
     ctx["build_seconds"] = time.monotonic() - t0
     return render("submission.html", ctx)
 
 
-def submission_context(out_dir: Path, grade, j: Judgement) -> dict:
+def submission_context(out_dir: Path, grade, j: Judgement, late: LatePolicy = LatePolicy()) -> dict:
     """The template's data for report.html."""
-    page = sections.Page(out_dir=out_dir, grade=grade, judgement=j)
+    page = sections.Page(out_dir=out_dir, grade=grade, judgement=j, late=late)
     return {
         "has_cells": bool(j.execution.cells),
         "has_hooks": bool(j.execution.hooks),
@@ -138,7 +139,9 @@ def notes(page: sections.Page) -> list[dict]:
     sub, summary, rec = page.grade.submission, page.grade.summary, page.judgement.execution
     out: list[dict] = []
     if sub.late:
-        out.append({"tone": "warn", "text": "Submitted late (Canvas marked the file late)."})
+        penalty = f" The rubric's late penalty ({page.late.describe()}) comes off the total in grades.csv." \
+            if page.late.active else ""
+        out.append({"tone": "warn", "text": "Submitted late (Canvas marked the file late)." + penalty})
     for text in sub.notes or []:
         out.append({"tone": "warn", "text": sentence(str(text))})
     if summary.uses_reference:
@@ -146,6 +149,9 @@ def notes(page: sections.Page) -> list[dict]:
                                            f"({', '.join(summary.project_imports)}); check that the work is the student's own."})
     for text in rec.tampered or []:
         out.append({"tone": "bad", "text": f"Interfered with the grader: {text}"})
+    adapted = describe_environment((rec.environment or {}).get("adaptations") or [])
+    if adapted:
+        out.append({"tone": "info", "text": f"Ran as written for Colab, adapted to the grader (no points lost): {adapted}."})
     for cell in rec.cells:
         if cell.output_truncated_bytes:
             out.append({"tone": "info", "text": f"The output of cell {cell.index} was truncated "
@@ -163,6 +169,32 @@ def notes(page: sections.Page) -> list[dict]:
     for text in rec.probe_errors or []:
         out.append({"tone": "info", "text": f"Grader probe: {text}"})
     return out
+
+
+ENVIRONMENT_WORDS = (  # (kinds, what a TA reads; {n} is how often)
+    (("device.tensor", "device.module", "device.batch", "device.factory"), "{n} CUDA device move(s) mapped to the CPU"),
+    (("device.map",), "device_map at load mapped to the CPU"),
+    (("device.default",), "the default device 'cuda' set to the CPU"),
+    (("device.load",), "torch.load onto the GPU loaded onto the CPU"),
+    (("cuda.query", "cuda.call"), "{n} torch.cuda call(s) answered as on a GPU runtime"),
+    (("cuda.autocast",), "autocast('cuda') ran without changing the dtype"),
+    (("shell.gpu",), "nvidia-smi answered that the grader has no GPU"),
+    (("colab.import", "colab.drive", "colab.userdata", "colab.call"), "google.colab used {n} time(s) (drive, secrets, files)"),
+    (("hf.login",), "the Hugging Face login skipped (the grader is offline)"),
+    (("shell.pip",), "pip installs answered offline"),
+    (("shell.network",), "network shell commands skipped"),
+)
+
+
+def describe_environment(adaptations: list[dict]) -> str:
+    """'3 CUDA device move(s) mapped to the CPU; pip installs answered offline' from the shim's record
+    (one entry per place in the notebook: a model.to("cuda") counts once, not once per parameter)."""
+    parts = []
+    for kinds, words in ENVIRONMENT_WORDS:
+        n = sum(a.get("kind") in kinds for a in adaptations)
+        if n:
+            parts.append(words.format(n=n))
+    return "; ".join(parts)
 
 
 def cell_errors(page: sections.Page) -> dict:

@@ -1,4 +1,16 @@
-"""The rubric file: points per check id and which checks are enabled (rubric.toml)."""
+"""The rubric file (rubric.toml): per check id, its points, whether it is enabled, and how much of its
+feedback a student sees.
+
+    [checks."p3.hook_site"]
+    points = 10
+    enabled = true
+    self_check = "brief"   # what the student self-check (grade-check) shows
+    released = "full"      # what the feedback released after the due date shows
+
+Visibility is "full" (what is wrong and how to fix it) or "brief" (what is wrong, not how to fix it:
+the parts of a message a check marks with `hint(...)` are left out). Instructors, TAs and
+results.json always get the full text.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +29,34 @@ CHECK_IDS = (
     "p5.gif", "p5.explanation",
 )
 
+VISIBILITIES = ("full", "brief")
+AUDIENCES = ("self_check", "released")  # the student self-check; the feedback released after the due date
+# Brief before the due date where the how-to-fix part is the answer: which hook reads a layer's input
+# (p3.hook_site), which site/hook the captures should come from (p3.captures_match), how to compute the
+# PCA (p5.projection_match), and what the Part 2 diagram shows (p2.diagram: the layer's wiring). Full
+# everywhere else, and for everything once released.
+BRIEF_IN_SELF_CHECK = ("p2.diagram", "p3.hook_site", "p3.captures_match", "p5.projection_match")
+DEFAULT_VISIBILITY = {cid: {"self_check": "brief" if cid in BRIEF_IN_SELF_CHECK else "full", "released": "full"}
+                      for cid in CHECK_IDS}
+ENTRY_KEYS = ("points", "enabled", *AUDIENCES)
+
 
 class RubricError(ValueError):
     pass
 
 
+def visibility(rubric: dict, check_id: str, audience: str) -> str:
+    """'full' or 'brief': how much of check_id's feedback the audience ('self_check' or 'released') sees."""
+    if audience not in AUDIENCES:
+        raise ValueError(f"audience must be one of {', '.join(AUDIENCES)}, found {audience!r}")
+    entry = (rubric or {}).get(check_id, {})
+    default = DEFAULT_VISIBILITY.get(check_id, {}).get(audience, "full")
+    return entry.get(audience, default)
+
+
 def load_rubric(path: Path | None = None) -> dict[str, dict]:
-    """{check id: {"points": float, "enabled": bool}}; unknown ids and bad values are errors."""
+    """{check id: {"points": float, "enabled": bool, "self_check": str, "released": str}} as the file sets
+    them (a key left out keeps its default); unknown ids and bad values are errors."""
     path = Path(path) if path else DEFAULT_RUBRIC
     try:
         data = tomllib.loads(path.read_text())
@@ -38,10 +71,21 @@ def load_rubric(path: Path | None = None) -> dict[str, dict]:
     for cid, entry in checks.items():
         if cid not in CHECK_IDS:
             raise RubricError(f"{path}: unknown check id {cid!r}; the check ids are {', '.join(CHECK_IDS)}")
-        if not isinstance(entry, dict) or set(entry) - {"points", "enabled"}:
-            raise RubricError(f"{path}: [checks.{cid!r}] may set only 'points' and 'enabled', found {entry!r}")
+        if not isinstance(entry, dict) or set(entry) - set(ENTRY_KEYS):
+            raise RubricError(f"{path}: [checks.{cid!r}] may set only 'points' and 'enabled' (scoring) and "
+                              f"'self_check' and 'released' (how much feedback a student sees: \"full\" or "
+                              f"\"brief\"), found {entry!r}")
         points = entry.get("points")
-        if points is not None and (not isinstance(points, (int, float)) or points < 0):
+        if points is not None and (not isinstance(points, (int, float)) or isinstance(points, bool) or points < 0):
             raise RubricError(f"{path}: points of {cid} must be a number >= 0, found {points!r}")
+        enabled = entry.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise RubricError(f"{path}: enabled of {cid} must be true or false, found {enabled!r}")
+        for audience in AUDIENCES:
+            value = entry.get(audience)
+            if value is not None and value not in VISIBILITIES:
+                what = "the student self-check" if audience == "self_check" else "the feedback released after the due date"
+                raise RubricError(f"{path}: {audience} of {cid} (what {what} shows) must be \"full\" (what is wrong "
+                                  f"and how to fix it) or \"brief\" (what is wrong only), found {value!r}")
         rubric[cid] = {k: v for k, v in entry.items()}
     return rubric

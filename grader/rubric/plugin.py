@@ -7,13 +7,21 @@ A check is a test function in grader/rubric/checks/ marked with its stable id, t
     def test_hook_site(ctx, note): ...
 
 The assertion message is the feedback the student reads (pytest's own explanation of the failed
-expression is cut off). `note(text)` adds feedback to a passing check. `@pytest.mark.manual`
+expression is cut off). Wrap the how-to-fix part of a message in `hint(...)`:
+
+    assert ok, f"None of your hooks can read the input of layers {bad}." + hint(" Read it with ...")
+
+the plugin keeps the full text as the feedback (results.json, the reports) and the marked parts in
+`CheckResult.hint`, so a student at "brief" visibility (rubric.toml `self_check` / `released`) reads
+what is wrong without how to fix it. `note(text)` adds feedback to a passing check. `@pytest.mark.manual`
 marks a check a TA scores by hand: it runs to show the evidence, and scores 0 until then.
 Points come from the marker unless the rubric (rubric.toml) overrides them or disables the check.
 All state lives in `config.stash`.
 """
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -91,6 +99,22 @@ def show_to_ta(evidence, missing: str, note, label: str) -> None:
     note(f"{label}: " + (", ".join(evidence) if isinstance(evidence, list) else str(evidence)))
 
 
+HINT_OPEN, HINT_CLOSE = "\ue000", "\ue001"  # private-use characters: never in a real message
+_HINT = re.compile(f"{HINT_OPEN}(.*?){HINT_CLOSE}", re.S)
+
+
+def hint(text: str) -> str:
+    """Mark the how-to-fix part of a feedback message (left out at "brief" visibility). Keep it one line,
+    and let what is left read as a sentence: "Your hooks read X." + hint(" Hook Y instead.")."""
+    return f"{HINT_OPEN}{text}{HINT_CLOSE}"
+
+
+def split_hints(text: str) -> tuple[str, list[str]]:
+    """(the text without the markers, the marked parts)."""
+    parts = [p.strip() for p in _HINT.findall(text) if p.strip()]
+    return text.replace(HINT_OPEN, "").replace(HINT_CLOSE, ""), parts
+
+
 def _feedback(excinfo) -> str:
     """The assertion message alone, without pytest's rewritten-expression explanation."""
     text = str(excinfo.value)
@@ -128,7 +152,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         err = call.excinfo.exconly() if call.excinfo else report.longreprtext[-500:]
         status, points = "error", 0.0
         feedback = f"The grader could not run this check ({err}). This is a grader problem, not yours; a TA will review it."
+    feedback, hints = split_hints(feedback)
+    cleaned = []
+    for n in notes:
+        text, parts = split_hints(n)
+        cleaned.append(text)
+        hints += parts
     item.config.stash[RESULTS_KEY].append(
         CheckResult(id=cid, title=title, max_points=max_points, points=points, status=status,
-                    feedback=feedback, manual=manual, notes=list(notes))
+                    feedback=feedback, manual=manual, notes=cleaned, hint="\n".join(hints))
     )

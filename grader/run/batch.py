@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from grader.execute.config import ExecuteConfig
 from grader.intake.submission import Submission
 from grader.pipeline import record_failure
@@ -90,14 +92,18 @@ class Batch:
             self.log(f"resuming: {len(outcomes)} submission(s) already graded in {cfg.out}, {len(todo)} to go")
         total, done = len(todo), 0
         workers = max(1, min(cfg.settings.workers, total or 1))
-        with ThreadPoolExecutor(workers) as pool:
+        # a progress bar with the time left (on stderr); one line per finished submission (on stdout)
+        with ThreadPoolExecutor(workers) as pool, tqdm(total=total, unit="nb", desc="grading", file=sys.stderr,
+                                                         disable=not total, dynamic_ncols=True) as bar:
             futures = {pool.submit(self._grade_one, sub): sub for sub in todo}
             try:
                 for fut in as_completed(futures):
                     outcome = fut.result()
                     outcomes.append(outcome)
                     done += 1
-                    self.log(self._line(done, total, outcome))
+                    bar.update(1)
+                    with bar.external_write_mode(file=sys.stdout):
+                        self.log(self._line(done, total, outcome))
             except KeyboardInterrupt:
                 self._terminate_all()
                 raise
@@ -177,6 +183,10 @@ def grade_paths(paths: list[Path], out: Path, settings: Settings, resume: bool =
     from grader.spec.errors import UsageError
 
     settings.load_rubric()  # fail early on a bad rubric
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:  # a typo, not a student who submitted nothing: nothing is graded or written
+        raise UsageError(f"{', '.join(missing)}: no such file or folder (expected notebooks, folders of them, "
+                         "zips or a Canvas download)")
     discovery = Discovery()
     try:
         subs = discovery.find(paths)
@@ -201,8 +211,13 @@ def grade_paths(paths: list[Path], out: Path, settings: Settings, resume: bool =
         outcomes = Batch(cfg, log=log).run(subs)
     finally:
         discovery.cleanup()
-    paths_written = write_class_outputs(out, **({"canvas_assignment": canvas_assignment} if canvas_assignment else {}))
+    written = write_class_outputs(out, rubric=settings.rubric,
+                                  **({"canvas_assignment": canvas_assignment} if canvas_assignment else {}))
+    for warning in written.warnings:
+        log(f"warning: {warning}")
+    if written.pending:
+        log(f"note: {written.pending} manual item(s) await a TA: grade review {out} (or grade manual {out} --export)")
     errors = [o for o in outcomes if o.status == Status.GRADER_ERROR]
     log(f"done: {len(outcomes)} graded ({sum(o.skipped for o in outcomes)} resumed); "
-        f"{len(errors)} grader error(s). Class overview: {paths_written['index']}; Canvas: {paths_written['csv']}")
+        f"{len(errors)} grader error(s). Class overview: {written.paths['index']}; Canvas: {written.paths['csv']}")
     return outcomes

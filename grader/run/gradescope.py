@@ -21,14 +21,19 @@ from pathlib import Path
 from grader.settings import Settings
 from grader.status import Status
 
-SOURCE_ROOT = Path(__file__).resolve().parents[1]
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout (grader/run/gradescope.py)
 BUNDLED = ("pyproject.toml", "README.md", "grader", "reference", "miniature", "fixtures")
 SKIP_PARTS = {"__pycache__", "submissions", ".pytest_cache"}
 
 SETUP_SH = """#!/usr/bin/env bash
-# Gradescope runs this once when the autograder image is built.
+# Gradescope runs this once when the autograder image is built (base image: Ubuntu 22.04 or newer).
 set -euo pipefail
 apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-pip >/dev/null
+if ! python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
+  echo "setup.sh: this autograder needs Python 3.11 or newer; the image has $(python3 --version 2>&1)." >&2
+  echo "setup.sh: choose the Ubuntu 24.04 base image in Gradescope's autograder settings." >&2
+  exit 1
+fi
 python3 -m venv /autograder/venv
 . /autograder/venv/bin/activate
 pip install -q --upgrade pip

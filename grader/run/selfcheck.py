@@ -1,12 +1,20 @@
-"""`grade --self-check my_notebook.ipynb`: a student's check on a laptop CPU.
+"""`grade-check my_notebook.ipynb [--full]` (also `grade check`): a student's check on a laptop CPU.
 
 Runs the notebook on the miniature Qwen3-4B exactly as the grader will (fresh kernel, same checks),
-prints a table of verdicts with the feedback, lists what a TA still grades by hand, and exits 0
-only when every automated check passes.
+prints each check (✓/✗, points, feedback at the rubric's `self_check` visibility), lists what a TA
+still grades by hand, writes the student's page (report.html: the feedback page of
+grader/run/feedback.py, not the TA's report), and exits 0 only when every automated
+check that ran passes (1 otherwise, 2 on a usage error: no such file, not a notebook).
+
+By default the assignment's provided plotting cell is skipped when it is unchanged (see
+grader/spec/template.py): it draws the 36 labelled frames of tokens.gif, most of the run time, and
+judges nothing else, so `p5.gif` is reported as not run. `--full` runs every cell. The skip happens
+before execution: the cell's source is replaced by a comment in a copy of the notebook.
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 import tempfile
@@ -17,14 +25,18 @@ from grader.intake.discovery import Discovery
 from grader.intake.submission import Submission
 from grader.settings import Settings
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+GIF_CHECK = "p5.gif"
+NOT_RUN = "not run (the provided plotting cell was skipped; --full runs it)"
+
 
 def _symbols() -> dict[str, str]:
     enc = (getattr(sys.stdout, "encoding", None) or "ascii").lower()
     try:
-        "✓✗…".encode(enc)
-        return {"passed": "✓", "failed": "✗", "error": "!", "manual": "…"}
+        "✓✗…–".encode(enc)
+        return {"passed": "✓", "failed": "✗", "error": "!", "manual": "…", "not_run": "–"}
     except (UnicodeEncodeError, LookupError):
-        return {"passed": "PASS", "failed": "FAIL", "error": "ERR ", "manual": "TODO"}
+        return {"passed": "PASS", "failed": "FAIL", "error": "ERR ", "manual": "TODO", "not_run": "SKIP"}
 
 
 def _submission(notebook: Path) -> Submission:
@@ -36,15 +48,23 @@ def _submission(notebook: Path) -> Submission:
     return sub
 
 
-def format_table(grade, width: int = 100) -> str:
-    """One row per check; the full feedback of anything not passed, wrapped underneath."""
+def format_table(grade, width: int = 100, visibilities: dict[str, str] | None = None,
+                 not_run: set[str] = frozenset()) -> str:
+    """One row per check; the feedback (at each check's visibility) of anything not passed, wrapped underneath."""
     sym = _symbols()
+    visibilities = visibilities or {}
     lines = []
     for c in grade.checks:
+        if c.id in not_run:
+            lines.append(f"  {sym['not_run']:<4} {c.id:<22} {'-/' + format(c.max_points, 'g'):>6}  {NOT_RUN}")
+            continue
+        vis = visibilities.get(c.id, "full")
         mark = sym.get(c.status, "?")
         pts = f"-/{c.max_points:g}" if c.manual else f"{c.points:g}/{c.max_points:g}"
-        text = " ".join(c.output.split()) or "ok"
-        if c.status == "passed" or (c.manual and not c.feedback):
+        text = " ".join(c.text(vis).split()) or "ok"
+        if vis == "brief" and c.withheld and c.status != "passed":
+            text += " (How to fix it is not shown in the self-check.)"
+        if c.status == "passed" or c.manual:  # a TA check's evidence is listed in full below the table
             lines.append(f"  {mark:<4} {c.id:<22} {pts:>6}  {_clip(text, width - 38)}")
         else:
             lines.append(f"  {mark:<4} {c.id:<22} {pts:>6}")
@@ -56,27 +76,134 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-def run_self_check(notebook: Path, settings: Settings, out: Path | None = None) -> int:
+def _read_notebook(notebook: Path):
+    """The notebook, or UsageError saying why this is not one."""
+    from grader.execute.executor import read_notebook
+    from grader.spec.errors import UsageError
+
+    if not notebook.exists():
+        raise UsageError(f"{notebook} does not exist")
+    if notebook.is_dir():
+        raise UsageError(f"{notebook} is a folder; give the notebook file (.ipynb)")
+    if notebook.suffix.lower() != ".ipynb":
+        raise UsageError(f"{notebook} is not a Jupyter notebook (expected a .ipynb file)")
+    try:
+        return read_notebook(notebook)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def run_self_check(notebook: Path, settings: Settings, out: Path | None = None, full: bool = False) -> int:
+    """Check one notebook; 0 when every automated check that ran passed, 1 otherwise. UsageError (exit 2
+    in the CLIs) when the file is missing or not a notebook."""
+    import nbformat
+
+    from grader.judge.golden import GoldenUnavailable
     from grader.pipeline import grade_one
+    from grader.rubric.config import visibility
+    from grader.spec.template import skip_provided_plotting
 
     notebook = Path(notebook)
+    nb = _read_notebook(notebook)
     out_root = Path(out) if out else Path(tempfile.mkdtemp(prefix="grade-self-check-"))
     sub = _submission(notebook)
     out_dir = out_root / sub.id
     shutil.rmtree(out_dir, ignore_errors=True)
-    print(f"Self-check of {notebook} on the miniature Qwen3-4B (CPU, no download). This runs your whole "
-          "notebook in a fresh kernel; it takes a minute or two.", flush=True)
-    settings.model, settings.workers = "tiny", 1
-    grade = grade_one(sub, out_dir, settings, settings.execute_config(hide=[out_root], log=lambda *_: None))
+    skipped: list[int] = []
+    if not full:
+        trimmed, skipped = skip_provided_plotting(nb)
+        if skipped:  # run a copy whose provided plotting cell is a comment; the file name stays the student's
+            staged = out_root / ".notebook" / notebook.name
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(trimmed, str(staged))
+            sub.notebook = staged
+    print(f"Self-check of {notebook} on the miniature Qwen3-4B (CPU, no download). This runs your notebook in a "
+          "fresh kernel, as the grader will" + ("." if full or not skipped else
+          f"; cell {', '.join(map(str, skipped))}, the assignment's provided plotting code (unchanged), is skipped: "
+          "it only draws tokens.gif. `--full` runs every cell."), flush=True)
+    settings.model, settings.workers, settings.report = "tiny", 1, False
+    rubric = settings.load_rubric()
+    try:
+        grade = grade_one(sub, out_dir, settings, settings.execute_config(hide=[out_root], log=lambda *_: None),
+                          rubric=rubric)
+    except GoldenUnavailable as exc:
+        print(f"\nYour notebook ran, but it cannot be checked here: {exc}.")
+        print(_prompt_difference(out_dir))
+        return EXIT_FAILED
+    not_run = {GIF_CHECK} if skipped else set()
+    not_run = {c.id for c in grade.checks if c.id in not_run and c.status != "passed"}
+    vis = {c.id: visibility(rubric, c.id, "self_check") for c in grade.checks}
     print(f"\nNotebook: {grade.status} - {grade.reason}")
-    print(format_table(grade))
-    auto = [c for c in grade.checks if not c.manual]
-    passed = all(c.status == "passed" for c in auto)
-    print(f"\nAutomated checks: {grade.score:g} of {grade.auto_max_score:g} points"
-          + (" - all passed." if passed else f" - {sum(c.status != 'passed' for c in auto)} to fix."))
+    print(format_table(grade, visibilities=vis, not_run=not_run))
+    ran = [c for c in grade.checks if not c.manual and c.id not in not_run]
+    passed = all(c.status == "passed" for c in ran)
+    points = sum(c.points for c in ran)
+    possible = sum(c.max_points for c in ran)
+    print(f"\nAutomated checks: {points:g} of {possible:g} points"
+          + (" - all passed." if passed else f" - {sum(c.status != 'passed' for c in ran)} to fix.")
+          + (f" Not run: {', '.join(sorted(not_run))} ({sum(c.max_points for c in grade.checks if c.id in not_run):g}"
+             " points; --full runs it)." if not_run else ""))
     if grade.manual_checks:
         print("Graded by a TA after you submit:")
         for c in grade.manual_checks:
-            print(f"  - {c.id} ({c.max_points:g} points): {' '.join(c.output.split())}")
-    print(f"Full report: {out_dir / 'report.html'}")
-    return 0 if passed else 1
+            print(f"  - {c.id} ({c.max_points:g} points): {' '.join(c.text(vis.get(c.id, 'full')).split())}")
+    try:
+        from grader.run.feedback import write_student_page
+
+        # the student's page, not the TA's report (no reference spheres, hints at self-check visibility)
+        page = write_student_page(out_dir, rubric, "self_check", name="report.html")
+        if page is not None:
+            print(f"Your report: {page}")
+    except Exception as exc:  # noqa: BLE001 - the page is a convenience; the verdicts above stand
+        print(f"(the feedback page could not be written: {exc!r})")
+    return EXIT_OK if passed else EXIT_FAILED
+
+
+def _prompt_difference(out_dir: Path) -> str:
+    """What the recorded forwards say about the prompt, for a notebook that ran other tokens."""
+    try:
+        from grader.execute.records import read_execution
+        from grader.judge.golden import GoldenStore
+        from grader.judge.prompt import compare_prompt
+
+        store = GoldenStore("tiny")
+        verdict = compare_prompt(read_execution(out_dir / "execution.json"), store.get(), store.decode)
+        if verdict.first_difference:
+            return f"Part 4: {verdict.first_difference}."
+    except Exception:  # noqa: BLE001
+        pass
+    return "Part 4: use the assignment's prompt exactly as given."
+
+
+def check_main(argv: list[str] | None = None) -> int:
+    """The `grade-check` console script: grade-check NOTEBOOK [--full] [--out DIR]."""
+    from grader.spec.errors import UsageError
+
+    for stream in (sys.stdout, sys.stderr):  # a Windows console in cp1252 must not end the check on a token's text
+        try:
+            stream.reconfigure(errors="replace")
+        except (AttributeError, ValueError, OSError):
+            pass
+
+    p = argparse.ArgumentParser(prog="grade-check", description="Check your notebook before you submit it: runs it "
+                                "on a miniature Qwen3-4B on your CPU, exactly as the grader will, and prints each check.")
+    p.add_argument("notebook", type=Path, help="your notebook (.ipynb); put your diagram image next to it")
+    p.add_argument("--full", action="store_true", help="also run the assignment's provided plotting cell when it is "
+                   "unchanged (it draws tokens.gif: a minute or two more); skipped by default")
+    p.add_argument("--out", type=Path, help="keep the outputs (feedback page, executed notebook) in this folder")
+    p.add_argument("--cell-timeout", type=float, default=300.0, help="seconds per cell (default 300)")
+    p.add_argument("--timeout", type=float, default=1200.0, help="seconds for the whole notebook (default 1200)")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:  # --help, or bad arguments (argparse said why)
+        return EXIT_OK if not exc.code else EXIT_USAGE
+    settings = Settings(model="tiny", workers=1, cell_timeout=args.cell_timeout, timeout=args.timeout, report=False)
+    try:
+        return run_self_check(args.notebook, settings, out=args.out, full=args.full)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(check_main())

@@ -2,6 +2,7 @@
 
 import pytest
 
+from grader.rubric.plugin import hint
 from grader.spec.assignment import NUM_LAYERS
 
 
@@ -11,16 +12,16 @@ from grader.spec.assignment import NUM_LAYERS
 def test_model_loaded(ctx, note):
     model, tokenizer = ctx.execution.model, ctx.execution.tokenizer
     assert model is not None, (
-        "No Hugging Face model was loaded. Part 1 asks for "
-        "AutoModelForCausalLM.from_pretrained(\"Qwen/Qwen3-4B\")."
+        "No Hugging Face model was loaded." + hint(" Part 1 asks for "
+        "AutoModelForCausalLM.from_pretrained(\"Qwen/Qwen3-4B\").")
     )
     assert model.get("class") == "Qwen3ForCausalLM" and model.get("num_layers") == NUM_LAYERS, (
         f"The loaded model is a {model.get('class')} with {model.get('num_layers')} layers "
-        f"({model.get('name_or_path')}); Part 1 asks for Qwen/Qwen3-4B, a Qwen3ForCausalLM with {NUM_LAYERS} layers."
+        f"({model.get('name_or_path')});" + hint(f" Part 1 asks for Qwen/Qwen3-4B, a Qwen3ForCausalLM with {NUM_LAYERS} layers.")
     )
     assert tokenizer is not None, (
-        "The model was loaded but no tokenizer was loaded with from_pretrained; Part 1 asks for "
-        "AutoTokenizer.from_pretrained(\"Qwen/Qwen3-4B\")."
+        "The model was loaded but no tokenizer was loaded with from_pretrained;" + hint(" Part 1 asks for "
+        "AutoTokenizer.from_pretrained(\"Qwen/Qwen3-4B\").")
     )
     note(f"{model['class']} ({model.get('name_or_path')}) in {model.get('dtype')} on {model.get('device')}; "
          f"tokenizer {tokenizer.get('class')}.")

@@ -3,17 +3,25 @@
 import pytest
 
 from grader.judge.hooks import layer_ranges
+from grader.rubric.plugin import hint
 from grader.spec.assignment import NUM_LAYERS
 from grader.spec.sites import describe
+
+
+def _layout_words(layout: str) -> str:
+    """How the grader read the captures: 'a dict keyed by layer numbers', 'a list in layer order', ..."""
+    return {"list": "a list in layer order", "tuple": "a tuple in layer order",
+            "stacked": "one stacked array, layers first"}.get(layout, f"a {layout}")
 
 
 def _student_hooks(ctx):
     """The student's own hook registrations; fails the check when there are none."""
     if any(f.get("output_hidden_states") for f in ctx.execution.forwards):
-        message = ("No forward hooks were registered: you read output_hidden_states instead. It holds the same "
-                   "tensors, but Part 3 asks you to register a forward hook on each decoder layer.")
+        message = ("No forward hooks were registered: you read output_hidden_states instead." + hint(" It holds "
+                   "the same tensors, but Part 3 asks you to register a forward hook on each decoder layer."))
     else:
-        message = "No forward hooks were registered. Part 3 asks for a forward hook on each of the 36 decoder layers."
+        message = "No forward hooks were registered." + hint(" Part 3 asks for a forward hook on each of the 36 "
+                                                              "decoder layers.")
     assert ctx.hooks.total, message
     return ctx.hooks
 
@@ -46,9 +54,9 @@ def test_hook_site(ctx, note):
     wrong = sorted((hooks.layers or set(range(NUM_LAYERS))) - hooks.reads_target)
     assert not wrong, (
         f"Your hooks are registered as {hooks.describe()}. None of them can read the input of "
-        f"layer{'s' if len(wrong) > 1 else ''} {layer_ranges(wrong)}. The residual stream entering a decoder layer is the "
-        "first argument of the layer's forward: read it with a forward pre-hook on model.model.layers[i] "
-        "(args[0]) or on its input_layernorm, or with a forward hook on either that reads its input."
+        f"layer{'s' if len(wrong) > 1 else ''} {layer_ranges(wrong)}." + hint(" The residual stream entering a decoder "
+        "layer is the first argument of the layer's forward: read it with a forward pre-hook on model.model.layers[i] "
+        "(args[0]) or on its input_layernorm, or with a forward hook on either that reads its input.")
     )
     note(f"Registered: {hooks.describe()}.")
 
@@ -71,12 +79,16 @@ def test_captures_match(ctx, note):
     if "generate_step" in special:
         ls = next(ls for ls in layers if ls.site == "generate_step")
         pytest.fail(f"{where} holds one token per layer (shape {ls.shape}): your hooks overwrote the dict on every "
-                    "forward call, so it kept the last step of generate(). Run the prompt once with model(...) "
-                    "instead, or only save the first call.")
+                    "forward call, so it kept the last step of generate()." + hint(" Run the prompt once with "
+                    "model(...) instead, or only save the first call."))
     present = {ls.layer for ls in layers}
     if cmp.n_correct == NUM_LAYERS and present == set(range(NUM_LAYERS)):
         note(f"All {NUM_LAYERS} layers in {where} equal resid_pre"
-             + (f" ({cmp.note})" if cmp.note else "") + (" (keys 1..36 read as layers 0..35)" if cmp.key_base else "") + ".")
+             + (f" ({cmp.note})" if cmp.note else "") + (" (keys 1..36 read as layers 0..35)" if cmp.key_base else "")
+             + f". Read as {_layout_words(cmp.layout)}.")
+        if "names such as" in cmp.layout:
+            note("Part 3 asks for a dictionary indexed by the layer number; yours is keyed by module names, read by "
+                 "the layer number in each name (no points lost).")
         return
     wrong = [ls for ls in layers if not ls.correct]
     dominant_site, offset = cmp.dominant
@@ -89,8 +101,8 @@ def test_captures_match(ctx, note):
         if same > 1:
             msg += f" The same holds for {same} of your {len(layers)} captured layers."
         if example.site == "resid_post" or example.matched_layer != example.layer:
-            msg += (" A layer's output is the next layer's input, so this is off by one layer: hook the input of"
-                    " each layer, not its output.")
+            msg += (" A layer's output is the next layer's input, so this is off by one layer:"
+                    + hint(" hook the input of each layer, not its output."))
     elif example is not None:
         msg = (f"Your layer {example.layer} capture (shape {example.shape}) matches none of the activations of that "
                f"layer" + (f"; the closest is {example.nearest} (median relative difference {example.error:.2g})"

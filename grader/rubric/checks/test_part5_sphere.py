@@ -2,7 +2,7 @@
 
 import pytest
 
-from grader.rubric.plugin import show_to_ta, ta_check
+from grader.rubric.plugin import hint, show_to_ta, ta_check
 from grader.spec.assignment import NUM_LAYERS, NUM_TOKENS
 
 
@@ -24,7 +24,7 @@ def test_projection_shape(ctx, note):
     shapes = ", ".join(str(s) for s in proj.shapes)
     assert proj.layout != "Nx3", (
         f"`{proj.variable}` holds {proj.layout[0]} x {proj.layout[-1]} arrays (shape {shapes}): tokens in rows. "
-        f"The assignment asks for 3 x N (3 x {NUM_TOKENS}): transpose them."
+        f"The assignment asks for 3 x N (3 x {NUM_TOKENS}):" + hint(" transpose them.")
     )
     assert proj.n_layers == NUM_LAYERS, f"`{proj.variable}` has {proj.n_layers} layers; expected {NUM_LAYERS}."
     assert proj.shape_ok, f"`{proj.variable}` has shapes {shapes}; expected 3 x {NUM_TOKENS} for each layer."
@@ -38,8 +38,8 @@ def test_unit_norm(ctx):
     proj = _projections(ctx)
     dev = proj.unit_norm_max_dev
     assert dev is not None and dev <= proj.unit_norm_tol, (
-        f"Token norms in `{proj.variable}` differ from 1 by up to {dev:.3g}. Step 3 asks you to divide each "
-        "token's 3-D projection by its own norm so that it lies on the unit sphere."
+        f"Token norms in `{proj.variable}` differ from 1 by up to {dev:.3g}." + hint(" Step 3 asks you to divide "
+        "each token's 3-D projection by its own norm so that it lies on the unit sphere.")
     )
 
 
@@ -62,12 +62,12 @@ def test_projection_match(ctx, note):
     detail = "; ".join(
         f"layer {lp.layer}: median {lp.median_deg:.1f} deg, 95th percentile {lp.p95_deg:.1f} deg"
         if lp.median_deg is not None else f"layer {lp.layer}: {lp.note}" for lp in worst)
-    hint = next((lp.note for lp in failed if lp.note and lp.rotated), None)
+    rotated = next((lp.note for lp in failed if lp.note and lp.rotated), None)  # what is wrong, not a hint
     pytest.fail(
         f"{len(failed)} of {len(proj.layers)} layers differ from {against} after matching the sign of each "
-        f"component ({detail})." + (f" {hint[0].upper() + hint[1:]}." if hint else
-        " Check that you centre the data (subtract the mean token), take the top-3 right singular vectors "
-        "(the principal directions in hidden space), and project every token onto them.")
+        f"component ({detail})." + (f" {rotated[0].upper() + rotated[1:]}." if rotated else
+        hint(" Check that you centre the data (subtract the mean token), take the top-3 right singular vectors "
+             "(the principal directions in hidden space), and project every token onto them."))
     )
 
 
@@ -78,15 +78,15 @@ def test_gif(ctx, note):
     gif = ctx.evidence.gif
     assert gif.error is None, gif.error[0].upper() + gif.error[1:] + "."
     assert gif.frames == NUM_LAYERS, (
-        f"{gif.name} has {gif.frames} frame{'s' if gif.frames != 1 else ''}; expected one per layer ({NUM_LAYERS}). "
-        "The provided plotting code saves a frame for every layer."
+        f"{gif.name} has {gif.frames} frame{'s' if gif.frames != 1 else ''}; expected one per layer ({NUM_LAYERS})."
+        + hint(" The provided plotting code saves a frame for every layer.")
     )
     note(f"{gif.name}: {gif.frames} frames, {gif.size[0]} x {gif.size[1]} px"
          + (" (attached, not written by the notebook)." if gif.origin == "attachment" else "."))
 
 
-NO_ANSWER = ("No written answer was found: add a markdown cell after your plots with 1-2 sentences on what "
-             "happens to the tokens as they move through the layers.")
+NO_ANSWER = ("No written answer was found:" + hint(" add a markdown cell after your plots with 1-2 sentences on "
+                                                   "what happens to the tokens as they move through the layers."))
 
 
 @ta_check("p5.explanation", "1-2 sentences on what happens to the tokens (graded by a TA)", points=5)

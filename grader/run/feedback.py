@@ -1,0 +1,257 @@
+"""Feedback for students: one self-contained page per student, and a zip of it with their tokens.gif.
+
+    grade feedback GRADING_DIR OUT_DIR [--after-due]
+
+reads a graded output folder (results.json of every submission, the TA's manual.json, each student's
+own extracted.npz and tokens.gif) and writes OUT_DIR/<id>/feedback.html and OUT_DIR/<id>.zip (the
+page and the student's GIF) for upload to the LMS. The page shows the checks with their feedback at
+the visibility rubric.toml sets (`released` after the due date, `self_check` before it: "brief" leaves
+out how to fix it), the TA's points and comments on the manually graded checks, the student's own
+projections on the sphere at three layers and their GIF. It shows nothing of the reference: no
+reference projections, captures, spheres or metrics (those are in the TA's report.html only).
+
+The student self-check (grader/run/selfcheck.py) writes the same page for one notebook.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grader.io import load_npz, read_json, write_atomic
+from grader.results import CheckResult, Result, load_results
+from grader.rubric.config import load_rubric, visibility
+
+PAGE_NAME = "feedback.html"
+SPHERE_LAYERS = (0, 18, 35)  # first, middle, last (as the TA report draws them)
+STATUS_WORDS = {"passed": ("passed", "good"), "failed": ("not passed", "bad"),
+                "error": ("not checked: grader problem", "warn"), "manual": ("graded by your TA", "manual")}
+
+
+@dataclass
+class ManualGrade:
+    """A TA-graded check as the student sees it."""
+
+    check: str
+    title: str
+    max_points: float
+    points: float | None = None  # None: not graded yet
+    comment: str = ""
+
+
+@dataclass
+class Scores:
+    automated: float
+    automated_max: float
+    manual: list[ManualGrade] = field(default_factory=list)
+    late_penalty: float = 0.0
+
+    @property
+    def pending(self) -> list[str]:
+        return [m.check for m in self.manual if m.points is None]
+
+    @property
+    def total(self) -> float:
+        return round(self.automated + sum(m.points or 0.0 for m in self.manual) - self.late_penalty, 4)
+
+    @property
+    def possible(self) -> float:
+        return round(self.automated_max + sum(m.max_points for m in self.manual), 4)
+
+
+def run_feedback(grading_dir: Path, out_dir: Path, after_due: bool) -> int:
+    """The CLI verb: write the pages and zips, say where; 2 when grading_dir holds no graded submission."""
+    from grader.spec.errors import UsageError
+
+    grading_dir, out_dir = Path(grading_dir), Path(out_dir)
+    if not grading_dir.is_dir() or not load_results(grading_dir):
+        raise UsageError(f"{grading_dir} holds no graded submissions (no <id>/results.json); run `grade` first")
+    pages = write_feedback(grading_dir, out_dir, after_due)
+    when = "released (after the due date)" if after_due else "before the due date (self-check visibility)"
+    print(f"wrote {len(pages)} feedback pages, {when}, and a zip per student for the LMS, to {out_dir}")
+    return 0
+
+
+def write_feedback(grading_dir: Path, out_dir: Path, after_due: bool, rubric_path: Path | None = None) -> list[Path]:
+    """OUT_DIR/<id>/feedback.html and OUT_DIR/<id>.zip for every graded submission; returns the pages."""
+    grading_dir, out_dir = Path(grading_dir), Path(out_dir)
+    rubric = load_rubric(rubric_path)
+    audience = "released" if after_due else "self_check"
+    results = load_results(grading_dir)
+    scores = _scores(grading_dir, results, rubric_path)
+    pages = []
+    for result in results:
+        sub_dir = grading_dir / result.id
+        html = render_feedback(result, sub_dir, {c.id: visibility(rubric, c.id, audience) for c in result.checks},
+                               scores[result.id], audience)
+        page = out_dir / result.id / PAGE_NAME
+        write_atomic(page, html)
+        gif = student_gif(sub_dir)
+        with zipfile.ZipFile(out_dir / f"{result.id}.zip.tmp", "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(PAGE_NAME, html)
+            if gif is not None:
+                zf.write(gif, gif.name)
+        (out_dir / f"{result.id}.zip.tmp").replace(out_dir / f"{result.id}.zip")
+        pages.append(page)
+    return pages
+
+
+def _scores(grading_dir: Path, results: list[Result], rubric_path: Path | None) -> dict[str, Scores]:
+    """Per submission: automated points, the TA's points and comments (manual.json), the late penalty.
+    Taken from grader/report/totals.py where it exists, so the pages agree with grades.csv."""
+    try:
+        from grader.report.totals import load_late_policy, totals
+    except ImportError:
+        totals = None
+    out = {}
+    if totals is not None:
+        for t in totals(grading_dir, results, load_late_policy(rubric_path)):
+            manual = [ManualGrade(m.check, m.title, m.max_points, m.points, m.comment if m.points is not None else "")
+                      for m in t.manual]
+            out[t.result.id] = Scores(t.automated, t.result.auto_max_score, manual, t.late_penalty)
+        return out
+    entries = _manual_entries(grading_dir)
+    for r in results:
+        given = entries.get(r.id, {})
+        manual = [ManualGrade(c.id, c.title, c.max_points, *(given[c.id] if c.id in given else (None, "")))
+                  for c in r.checks if c.manual]
+        out[r.id] = Scores(round(sum(c.points for c in r.checks if not c.manual), 4), r.auto_max_score, manual)
+    return out
+
+
+def _manual_entries(grading_dir: Path) -> dict[str, dict[str, tuple[float, str]]]:
+    """{id: {check: (points, comment)}} from the TA's store, or {} when the TA tools are not installed."""
+    try:
+        from grader.manual.store import ManualStore
+    except ImportError:
+        return {}
+    out: dict[str, dict[str, tuple[float, str]]] = {}
+    for e in ManualStore(grading_dir).all():
+        out.setdefault(e.sid, {})[e.check] = (e.points, e.comment)
+    return out
+
+
+def student_gif(sub_dir: Path) -> Path | None:
+    """The GIF the student's notebook wrote (or attached): files/tokens.gif, else the only GIF kept."""
+    files = Path(sub_dir) / "files"
+    if (files / "tokens.gif").is_file():
+        return files / "tokens.gif"
+    gifs = sorted(files.glob("*.gif")) if files.is_dir() else []
+    return gifs[0] if len(gifs) == 1 else None
+
+
+def student_spheres(sub_dir: Path) -> tuple[str | None, str]:
+    """(a PNG data URI of the student's own projections on the sphere at three layers, a caption). Only
+    the student's arrays are read: extracted.npz and the variable comparison.json names."""
+    comparison = read_json(Path(sub_dir) / "comparison.json") or {}
+    proj = comparison.get("projections") if isinstance(comparison, dict) else None
+    if not isinstance(proj, dict) or not proj.get("variable"):
+        return None, "No per-layer projections were found after your notebook ran."
+    keys = {lp.get("layer"): lp.get("key") for lp in proj.get("layers") or [] if isinstance(lp, dict)}
+    wanted = {layer: f"projections.{proj['variable']}.{keys[layer]}" for layer in SPHERE_LAYERS if layer in keys}
+    arrays = load_npz(Path(sub_dir) / "extracted.npz", list(wanted.values()))
+    import numpy as np
+
+    from grader.judge.projections import as_3xn
+    from grader.spec.geometry import to_sphere
+
+    panels = []
+    for layer in SPHERE_LAYERS:
+        pts = None
+        if wanted.get(layer) in arrays:
+            pts, _ = as_3xn(np.asarray(arrays[wanted[layer]]))
+        if pts is not None and np.isfinite(pts).all() and pts.shape[1] > 0:
+            panels.append((layer, to_sphere(pts).astype(np.float64)))
+        else:
+            panels.append((layer, None))
+    if all(p is None for _, p in panels):
+        return None, f"`{proj['variable']}` holds no 3 x N projection at layers {', '.join(map(str, SPHERE_LAYERS))}."
+    return _draw_spheres(panels), (f"`{proj['variable']}` at layers {', '.join(map(str, SPHERE_LAYERS))}, each token "
+                                   "scaled to unit length for display; colour follows token position (dark = first).")
+
+
+def _draw_spheres(panels) -> str:
+    from grader.report import plots
+
+    fig = plots._figure(7.2, 2.5)
+    fig.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=0.9, wspace=0.0)
+    for i, (layer, pts) in enumerate(panels):
+        ax = fig.add_subplot(1, 3, i + 1, projection="3d")
+        ax.set_title(f"your layer {layer}", fontsize=8, pad=0)
+        if pts is None:
+            ax.set_axis_off()
+            ax.text2D(0.5, 0.5, "no projection\nfor this layer", ha="center", va="center", fontsize=8, color="#777",
+                      transform=ax.transAxes)
+            continue
+        plots.draw_sphere_light(ax, pts, plots._token_colors(pts.shape[1]))
+    return plots._to_uri(fig, 90)
+
+
+def check_rows(checks: list[CheckResult], visibilities: dict[str, str], audience: str) -> list[dict]:
+    rows = []
+    for c in checks:
+        vis = visibilities.get(c.id, "full")
+        label, tone = STATUS_WORDS.get(c.status, (c.status, "warn"))
+        withheld = vis == "brief" and c.withheld and c.status != "passed"
+        rows.append({"id": c.id, "title": c.title, "points": c.points, "max_points": c.max_points, "manual": c.manual,
+                     "status_label": label, "tone": tone, "feedback": c.text(vis),
+                     "withheld": withheld, "withheld_text": _withheld_words(audience) if withheld else ""})
+    return rows
+
+
+def _withheld_words(audience: str) -> str:
+    if audience == "self_check":
+        return "How to fix it is not shown before the due date."
+    return "How to fix it is not shown here; ask your TA."
+
+
+def render_feedback(result: Result, sub_dir: Path, visibilities: dict[str, str], scores: Scores,
+                    audience: str) -> str:
+    """The student's page (templates/feedback.html): self-contained, nothing of the reference."""
+    from grader.report.render import image_uri, render, section
+    from grader.status import describe
+
+    sub_dir = Path(sub_dir)
+    label, tone, _ = describe(result.summary.status)
+    gif = student_gif(sub_dir)
+    spheres = section(lambda: dict(zip(("src", "caption"), student_spheres(sub_dir))))
+    gif_uri = section(lambda: {"src": image_uri(gif) if gif is not None else None,
+                               "name": gif.name if gif is not None else None})
+    manual_by_id = {m.check: m for m in scores.manual}
+    rows = [r for r in check_rows(result.checks, visibilities, audience) if not r["manual"]]
+    manual_rows = []
+    for c in (c for c in result.checks if c.manual):
+        m = manual_by_id.get(c.id, ManualGrade(c.id, c.title, c.max_points))
+        manual_rows.append({"id": c.id, "title": c.title, "max_points": c.max_points, "points": m.points,
+                            "comment": m.comment})
+    info = result.submission
+    ctx = {
+        "header": {"id": result.id, "student_name": info.student_name, "notebook": info.notebook, "late": info.late,
+                   "status_label": label, "status_tone": tone, "reason": result.summary.reason,
+                   "total": scores.total, "possible": scores.possible, "automated": scores.automated,
+                   "automated_max": scores.automated_max, "late_penalty": scores.late_penalty,
+                   "pending": scores.pending},
+        "audience": audience,
+        "checks": rows,
+        "manual": manual_rows,
+        "spheres": spheres,
+        "gif": gif_uri,
+        "gif_frames": result.summary.gif_frames,
+        "any_withheld": any(r["withheld"] for r in rows),
+    }
+    return render(PAGE_NAME, ctx)
+
+
+def write_student_page(sub_dir: Path, rubric: dict, audience: str = "self_check", name: str = PAGE_NAME) -> Path | None:
+    """The page for one graded folder (the self-check's), next to its results; None when not graded."""
+    result = Result.read(sub_dir)
+    if result is None:
+        return None
+    scores = Scores(round(sum(c.points for c in result.checks if not c.manual), 4), result.auto_max_score,
+                    [ManualGrade(c.id, c.title, c.max_points) for c in result.checks if c.manual])
+    html = render_feedback(result, sub_dir, {c.id: visibility(rubric, c.id, audience) for c in result.checks},
+                           scores, audience)
+    page = Path(sub_dir) / name
+    write_atomic(page, html)
+    return page
