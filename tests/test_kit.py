@@ -160,8 +160,11 @@ def test_another_prompt_is_explained_not_a_crash(kit_runs):
     run = kit_runs["wrong_prompt"]
     assert run.returncode == 1, run.stdout[-3000:]
     assert "Traceback" not in run.stdout
-    assert "holds the reference activations only for the assignment's 404-token prompt" in run.stdout
-    assert "Part 4:" in run.stdout and "where the assignment has" in run.stdout
+    text = " ".join(run.stdout.split())  # the table wraps feedback over lines
+    # the judge turns the missing golden into p3's feedback; every other check still runs and reports
+    assert "holds the reference activations only for the assignment's 404-token prompt" in text
+    assert "p4.prompt_exact" in text and "where the assignment has" in text
+    assert "p1.model_loaded" in text and "p5.unit_norm" in text
 
 
 # ---- the pieces, in this process -----------------------------------------------------------------
