@@ -27,17 +27,12 @@ UNTOUCHED = ("[q for q, (o, n, new) in __import__('sys').modules['__qgrader_prob
 
 
 def hidden_install(source: str, filename: str, config: dict) -> str:
-    """Run `install(config)` of a kernel-side source in a private namespace, as the executor does."""
-    return (
-        "def __qgrader_call():\n"
-        "    ns = {'__name__': '__qgrader_source__'}\n"
-        f"    exec(compile({source!r}, {filename!r}, 'exec'), ns)\n"
-        f"    ns['install']({config!r})\n"
-        "try:\n"
-        "    __qgrader_call()\n"
-        "finally:\n"
-        "    del __qgrader_call\n"
-    )
+    """Run `install(config)` of a kernel-side source in a private namespace, as the executor does
+    (the executor compiles every kernel-side source under the name '<grader-probe>')."""
+    from grader.execute.executor import hidden_call
+
+    assert filename.startswith("<grader")
+    return hidden_call(source, "install", config)
 
 
 def env_call(config: dict) -> str:
