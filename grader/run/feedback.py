@@ -16,10 +16,10 @@ The student self-check (grader/run/selfcheck.py) writes the same page for one no
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.io import load_npz, read_json, write_atomic
+from grader.report.totals import Total, load_late_policy, totals
 from grader.results import CheckResult, Result, load_results
 from grader.rubric.config import load_rubric, visibility
 
@@ -27,37 +27,6 @@ PAGE_NAME = "feedback.html"
 SPHERE_LAYERS = (0, 18, 35)  # first, middle, last (as the TA report draws them)
 STATUS_WORDS = {"passed": ("passed", "good"), "failed": ("not passed", "bad"),
                 "error": ("not checked: grader problem", "warn"), "manual": ("graded by your TA", "manual")}
-
-
-@dataclass
-class ManualGrade:
-    """A TA-graded check as the student sees it."""
-
-    check: str
-    title: str
-    max_points: float
-    points: float | None = None  # None: not graded yet
-    comment: str = ""
-
-
-@dataclass
-class Scores:
-    automated: float
-    automated_max: float
-    manual: list[ManualGrade] = field(default_factory=list)
-    late_penalty: float = 0.0
-
-    @property
-    def pending(self) -> list[str]:
-        return [m.check for m in self.manual if m.points is None]
-
-    @property
-    def total(self) -> float:
-        return round(self.automated + sum(m.points or 0.0 for m in self.manual) - self.late_penalty, 4)
-
-    @property
-    def possible(self) -> float:
-        return round(self.automated_max + sum(m.max_points for m in self.manual), 4)
 
 
 def run_feedback(grading_dir: Path, out_dir: Path, after_due: bool) -> int:
@@ -97,39 +66,10 @@ def write_feedback(grading_dir: Path, out_dir: Path, after_due: bool, rubric_pat
     return pages
 
 
-def _scores(grading_dir: Path, results: list[Result], rubric_path: Path | None) -> dict[str, Scores]:
-    """Per submission: automated points, the TA's points and comments (manual.json), the late penalty.
-    Taken from grader/report/totals.py where it exists, so the pages agree with grades.csv."""
-    try:
-        from grader.report.totals import load_late_policy, totals
-    except ImportError:
-        totals = None
-    out = {}
-    if totals is not None:
-        for t in totals(grading_dir, results, load_late_policy(rubric_path)):
-            manual = [ManualGrade(m.check, m.title, m.max_points, m.points, m.comment if m.points is not None else "")
-                      for m in t.manual]
-            out[t.result.id] = Scores(t.automated, t.result.auto_max_score, manual, t.late_penalty)
-        return out
-    entries = _manual_entries(grading_dir)
-    for r in results:
-        given = entries.get(r.id, {})
-        manual = [ManualGrade(c.id, c.title, c.max_points, *(given[c.id] if c.id in given else (None, "")))
-                  for c in r.checks if c.manual]
-        out[r.id] = Scores(round(sum(c.points for c in r.checks if not c.manual), 4), r.auto_max_score, manual)
-    return out
-
-
-def _manual_entries(grading_dir: Path) -> dict[str, dict[str, tuple[float, str]]]:
-    """{id: {check: (points, comment)}} from the TA's store, or {} when the TA tools are not installed."""
-    try:
-        from grader.manual.store import ManualStore
-    except ImportError:
-        return {}
-    out: dict[str, dict[str, tuple[float, str]]] = {}
-    for e in ManualStore(grading_dir).all():
-        out.setdefault(e.sid, {})[e.check] = (e.points, e.comment)
-    return out
+def _scores(grading_dir: Path, results: list[Result], rubric_path: Path | None) -> dict[str, Total]:
+    """Per submission: automated points, the TA's points and comments (manual.json), the late penalty,
+    from grader/report/totals.py, so the pages agree with grades.csv."""
+    return {t.result.id: t for t in totals(grading_dir, results, load_late_policy(rubric_path))}
 
 
 def student_gif(sub_dir: Path) -> Path | None:
@@ -206,7 +146,7 @@ def _withheld_words(audience: str) -> str:
     return "How to fix it is not shown here; ask your TA."
 
 
-def render_feedback(result: Result, sub_dir: Path, visibilities: dict[str, str], scores: Scores,
+def render_feedback(result: Result, sub_dir: Path, visibilities: dict[str, str], scores: Total,
                     audience: str) -> str:
     """The student's page (templates/feedback.html): self-contained, nothing of the reference."""
     from grader.report.render import image_uri, render, section
@@ -218,19 +158,15 @@ def render_feedback(result: Result, sub_dir: Path, visibilities: dict[str, str],
     spheres = section(lambda: dict(zip(("src", "caption"), student_spheres(sub_dir))))
     gif_uri = section(lambda: {"src": image_uri(gif) if gif is not None else None,
                                "name": gif.name if gif is not None else None})
-    manual_by_id = {m.check: m for m in scores.manual}
     rows = [r for r in check_rows(result.checks, visibilities, audience) if not r["manual"]]
-    manual_rows = []
-    for c in (c for c in result.checks if c.manual):
-        m = manual_by_id.get(c.id, ManualGrade(c.id, c.title, c.max_points))
-        manual_rows.append({"id": c.id, "title": c.title, "max_points": c.max_points, "points": m.points,
-                            "comment": m.comment})
+    manual_rows = [{"id": m.check, "title": m.title, "max_points": m.max_points, "points": m.points,
+                    "comment": m.comment if m.points is not None else ""} for m in scores.manual]
     info = result.submission
     ctx = {
         "header": {"id": result.id, "student_name": info.student_name, "notebook": info.notebook, "late": info.late,
                    "status_label": label, "status_tone": tone, "reason": result.summary.reason,
-                   "total": scores.total, "possible": scores.possible, "automated": scores.automated,
-                   "automated_max": scores.automated_max, "late_penalty": scores.late_penalty,
+                   "total": scores.score, "possible": scores.possible, "automated": scores.automated,
+                   "automated_max": result.auto_max_score, "late_penalty": scores.late_penalty,
                    "pending": scores.pending},
         "audience": audience,
         "checks": rows,
@@ -248,8 +184,7 @@ def write_student_page(sub_dir: Path, rubric: dict, audience: str = "self_check"
     result = Result.read(sub_dir)
     if result is None:
         return None
-    scores = Scores(round(sum(c.points for c in result.checks if not c.manual), 4), result.auto_max_score,
-                    [ManualGrade(c.id, c.title, c.max_points) for c in result.checks if c.manual])
+    scores = totals(Path(sub_dir).parent, [result])[0]  # the self-check: no TA points yet
     html = render_feedback(result, sub_dir, {c.id: visibility(rubric, c.id, audience) for c in result.checks},
                            scores, audience)
     page = Path(sub_dir) / name
