@@ -14,7 +14,6 @@ SET_CELL = "__import__('sys').modules.get({m!r}) and setattr(__import__('sys').m
 PROJECT_PACKAGES = ("reference", "grader", "fixtures", "miniature")
 MAX_FORWARDS = 64  # forward records kept (generate() makes one per new token)
 MAX_IDS_KEPT = 4096  # token ids kept per forward record, so the grader can rerun a student's own prompt
-GLOBAL_HOOK_KINDS = {"global_forward": "_global_forward_hooks", "global_forward_pre": "_global_forward_pre_hooks"}
 
 
 def describe_model(m, **extra) -> dict:

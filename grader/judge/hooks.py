@@ -46,6 +46,12 @@ KIND_WORDS = {
 }
 
 
+def generic_place(module: str) -> str:
+    """'model.layers.7.mlp' -> 'model.layers.N.mlp' (one name for the same place in every layer)."""
+    parsed = parse_module_path(module)
+    return module if parsed is None else "model.layers.N" + (f".{parsed[1]}" if parsed[1] else "")
+
+
 def summarize(hooks: list[dict]) -> HookSummary:
     """Only the student's own registrations count; hooks that torch or transformers registered
     internally (e.g. to collect output_hidden_states) are kept apart in `library`."""
@@ -65,8 +71,7 @@ def summarize(hooks: list[dict]) -> HookSummary:
             continue
         layer, rel = parsed
         summary.by_layer.setdefault(layer, []).append(h)
-        generic = "model.layers.N" + (f".{rel}" if rel else "")
-        summary.placements[f"{generic} ({words})"] += 1
+        summary.placements[f"{generic_place(h['module'])} ({words})"] += 1
         if TARGET_SITE in sites_readable_by(rel, kind):
             summary.reads_target.add(layer)
     return summary
@@ -100,15 +105,14 @@ def hook_groups(hooks: list[dict]) -> list[HookGroup]:
         module = h.get("module") or ""
         parsed = parse_module_path(module)
         kind = h.get("kind", "forward")
-        generic, rel = (module, None) if parsed is None else ("model.layers.N" + (f".{parsed[1]}" if parsed[1] else ""),
-                                                              parsed[1])
+        generic = generic_place(module)
         key = (generic, h.get("module_type"), kind, bool(h.get("with_kwargs")), bool(h.get("removed")), h.get("cell"),
                h.get("origin", "student"))
         g = groups.setdefault(key, HookGroup(generic, h.get("module_type") or "", kind, key[3], key[4], key[5], key[6]))
         g.count += 1
         if parsed is not None:
             g.layers.append(parsed[0])
-            readable = sites_readable_by(rel, kind)
+            readable = sites_readable_by(parsed[1], kind)
             g.reads = ", ".join(readable) or "nothing of this layer's"
             g.reads_target = TARGET_SITE in readable
     for g in groups.values():
