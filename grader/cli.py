@@ -9,40 +9,35 @@
     grade student-kit KIT_DIR            the self-check kit for students: a wheel (no solution inside) and a README
     grade gradescope-bundle FILE.zip     write Gradescope's autograder zip
     grade gradescope-run                 grade inside Gradescope's container
+    grade --version                      the grader's version
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
-from grader.settings import Settings
+from grader.settings import RunRecord, Settings, folder_arg, grader_version, port_arg, rubric_problems, shard_arg
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GRADER_ERRORS = 0, 1, 2, 3
-DEFAULT_ASSIGNMENT = "Qwen3 residual stream (autograded)"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C (SIGTERM: 143)
 # The flags of earlier versions, each now a verb: still accepted, with one deprecation line.
 DEPRECATED_FLAGS = {"--self-check": "check", "--summarize": "summarize", "--gradescope": "gradescope-run",
                     "--make-gradescope-bundle": "gradescope-bundle"}
 
 
-def _shard(text: str) -> tuple[int, int]:
-    from grader.run.batch import parse_shard
-
-    try:
-        return parse_shard(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _run_options(p: argparse.ArgumentParser, out_default: Path | None) -> None:
-    """The options of every verb that executes notebooks."""
-    p.add_argument("--out", type=Path, default=out_default, help=f"output folder (default: {out_default or 'a temporary folder'})")
+def _run_options(p: argparse.ArgumentParser, out_default: str | None) -> None:
+    """The options of every verb that executes notebooks. Settings.validate checks their values."""
+    p.add_argument("--out", type=folder_arg, default=out_default,
+                   help=f"output folder (default: {out_default or 'a temporary folder'})")
     p.add_argument("--model", default="tiny", help="'tiny' (the bundled miniature, default), a hub id such as "
                    "Qwen/Qwen3-4B (read from your Hugging Face cache), or a local folder")
     p.add_argument("--device", default="cpu", help="where the grader computes goldens: cpu (default) or cuda")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="submissions graded at once (default: CPUs)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="submissions graded at once, >= 1 (default: the CPUs; more is allowed, with a note)")
     p.add_argument("--cell-timeout", type=float, default=300.0, help="seconds per cell (default 300)")
     p.add_argument("--timeout", type=float, default=1200.0, help="seconds per notebook (default 1200)")
     p.add_argument("--memory", type=float, default=None, metavar="GB",
@@ -56,8 +51,11 @@ def _run_options(p: argparse.ArgumentParser, out_default: Path | None) -> None:
 
 
 def _canvas_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--canvas-assignment", default=DEFAULT_ASSIGNMENT,
-                   help="the assignment column of grades.csv, as Canvas names it: 'Name (id)'")
+    from grader.report.gradebook import DEFAULT_ASSIGNMENT
+
+    p.add_argument("--canvas-assignment", default=None,
+                   help="the assignment column of grades.csv, as Canvas's export names it: 'Name (id)' (default: "
+                        f"the one recorded in the output folder's grading.json, else {DEFAULT_ASSIGNMENT!r})")
 
 
 def build_parsers() -> dict[str, argparse.ArgumentParser]:
@@ -65,10 +63,11 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     parsers = {}
     p = parsers["grade"] = argparse.ArgumentParser(prog="grade", description="Grade submissions.")
     p.add_argument("paths", nargs="+", type=Path, help="notebooks, folders, zips (Canvas downloads welcome)")
-    _run_options(p, Path("grading"))
+    _run_options(p, "grading")
     _canvas_option(p)
-    p.add_argument("--resume", action="store_true", help="skip submissions already graded in --out")
-    p.add_argument("--shard", type=_shard, help="grade the K-th of N slices (K/N), e.g. for a Slurm array")
+    p.add_argument("--resume", action="store_true", help="grade only what --out lacks: the submissions not graded, "
+                   "interrupted or ended in a grader error (with the --rubric and --canvas-assignment recorded there)")
+    p.add_argument("--shard", type=shard_arg, help="grade the K-th of N slices (K/N), e.g. for a Slurm array")
     p = parsers["check"] = argparse.ArgumentParser(prog="grade check", description="Check one notebook before "
                                                    "submitting it, on the miniature model, and print the verdicts.")
     p.add_argument("notebook", type=Path)
@@ -80,7 +79,8 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
                                                        "or after TAs recorded manual points).")
     p.add_argument("dir", type=Path)
     _canvas_option(p)
-    p.add_argument("--rubric", type=Path, help="the rubric.toml used for grading (its [late] policy applies)")
+    p.add_argument("--rubric", type=Path, help="the rubric.toml used for grading, whose [late] policy applies "
+                   "(default: the one recorded in DIR/grading.json)")
     p.add_argument("--require-manual", action="store_true",
                    help="refuse to write grades.csv while manual checks are not graded")
     p = parsers["manual"] = argparse.ArgumentParser(prog="grade manual", description="The TA's manual checks as a "
@@ -93,17 +93,17 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     p = parsers["review"] = argparse.ArgumentParser(prog="grade review", description="A local web page where a TA "
                                                     "grades the manual checks, one submission after another.")
     p.add_argument("dir", type=Path)
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=port_arg, default=8000, help="1..65535 (default 8000)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--grader", default=os.environ.get("USER", "ta"), help="your name, recorded with each grade")
     p = parsers["feedback"] = argparse.ArgumentParser(prog="grade feedback", description="One self-contained "
                                                       "feedback page (and a zip) per student, for the LMS.")
     p.add_argument("dir", type=Path)
-    p.add_argument("--out", type=Path, required=True, metavar="FEEDBACK_DIR")
+    p.add_argument("--out", type=folder_arg, required=True, metavar="FEEDBACK_DIR")
     p.add_argument("--after-due", action="store_true", help="release the full feedback (the rubric's `released` level)")
     p = parsers["student-kit"] = argparse.ArgumentParser(prog="grade student-kit", description="Write the self-check "
                                                          "kit students install: a wheel without the solution, and a README.")
-    p.add_argument("kit_dir", type=Path, metavar="KIT_DIR")
+    p.add_argument("kit_dir", type=folder_arg, metavar="KIT_DIR")
     p = parsers["gradescope-bundle"] = argparse.ArgumentParser(prog="grade gradescope-bundle",
                                                                description="Write Gradescope's autograder zip.")
     p.add_argument("zip", type=Path, metavar="FILE.zip")
@@ -128,9 +128,28 @@ def _check_dir(path: Path) -> Path:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    return Settings(model=args.model, device=args.device, workers=max(1, args.workers), cell_timeout=args.cell_timeout,
-                    timeout=args.timeout, memory_gb=args.memory, isolate=not args.no_isolation, rubric=args.rubric,
-                    report=not args.no_report)
+    """Settings of the arguments, validated (UsageError: nothing runs, nothing is written)."""
+    settings = Settings(model=args.model, device=args.device, workers=args.workers, cell_timeout=args.cell_timeout,
+                        timeout=args.timeout, memory_gb=args.memory, isolate=not args.no_isolation,
+                        rubric=args.rubric.resolve() if args.rubric else None, report=not args.no_report)
+    settings.validate()
+    return settings
+
+
+def _recorded_defaults(args: argparse.Namespace, out: Path) -> None:
+    """--canvas-assignment and --rubric not given: take the ones recorded in OUT/grading.json, if any."""
+    record = RunRecord.read(out) if Path(out).is_dir() else None
+    if record is None:
+        return
+    if args.canvas_assignment is None:
+        args.canvas_assignment = record.canvas_assignment
+    if args.rubric is None and record.rubric:
+        args.rubric = Path(record.rubric)
+
+
+def resume_command(rest: list[str]) -> str:
+    """The `grade` command line that finishes an interrupted run: the same arguments, with --resume."""
+    return shlex.join(["grade", *rest, *([] if "--resume" in rest else ["--resume"])])
 
 
 def _undeprecate(argv: list[str]) -> list[str]:
@@ -150,10 +169,16 @@ def _undeprecate(argv: list[str]) -> list[str]:
 
 def run_verb(verb: str, args: argparse.Namespace) -> int:
     if verb == "grade":
-        from grader.run.batch import grade_paths
+        from grader.run.batch import GradingInterrupted, grade_paths
 
-        outcomes = grade_paths(args.paths, args.out, settings_from(args), resume=args.resume, shard_spec=args.shard,
-                               canvas_assignment=args.canvas_assignment)
+        if args.resume:
+            _recorded_defaults(args, args.out)
+        try:
+            outcomes = grade_paths(args.paths, args.out, settings_from(args), resume=args.resume,
+                                   shard_spec=args.shard, canvas_assignment=args.canvas_assignment)
+        except GradingInterrupted as stop:
+            print(f"interrupted: {stop}. To grade the rest, run: {resume_command(args.rest)}", file=sys.stderr)
+            return stop.exit_code
         return EXIT_GRADER_ERRORS if any(o.status == "grader_error" for o in outcomes) else EXIT_OK
     if verb == "check":
         from grader.run.selfcheck import run_self_check
@@ -161,15 +186,22 @@ def run_verb(verb: str, args: argparse.Namespace) -> int:
         return run_self_check(args.notebook, settings_from(args), out=args.out, full=args.full)
     if verb == "summarize":
         from grader.report.gradebook import ManualPendingError, write_class_outputs
+        from grader.spec.errors import UsageError
 
+        _recorded_defaults(args, _check_dir(args.dir))
+        problems = rubric_problems(args.rubric)
+        if problems:
+            raise UsageError("; ".join(problems) + " (nothing was written)")
         try:
-            written = write_class_outputs(_check_dir(args.dir), canvas_assignment=args.canvas_assignment,
+            written = write_class_outputs(args.dir, canvas_assignment=args.canvas_assignment,
                                           rubric=args.rubric, require_manual=args.require_manual)
         except ManualPendingError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILED
         for warning in written.warnings + ([written.pending_text(args.dir)] if written.pending else []):
             print(f"warning: {warning}", file=sys.stderr)
+        for note in written.notes:
+            print(f"note: {note}", file=sys.stderr)
         print(f"wrote {written.paths['csv']}, {written.paths['detail']} and {written.paths['index']}")
         return EXIT_OK
     if verb == "manual":
@@ -219,8 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] == "--help-grade":
         parsers["grade"].print_help()
         return EXIT_OK
+    if argv[0] == "--version":
+        print(f"grade {grader_version()}")
+        return EXIT_OK
     verb, rest = (argv[0], argv[1:]) if argv[0] in parsers else ("grade", argv)
     args = parsers[verb].parse_args(rest)
+    args.rest = rest
     if not getattr(args, "allow_download", False):
         os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"  # the hub only when asked for
     if getattr(args, "model", "tiny") != "tiny":
@@ -234,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, RubricError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # before a batch started (or after it ended): nothing was left half-written
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,12 +1,20 @@
 """What a grading run was asked to do, as plain values: Settings, and the execution settings built from it.
 
-The CLI turns arguments into Settings; nothing downstream sees argparse. `Settings.execute_config`
-decides the sandbox mode once for the whole run (and says it once); the result crosses to worker
-processes as JSON.
+The CLI turns arguments into Settings; nothing downstream sees argparse (the `type=` functions of
+the options that are not Settings live here, shared by `grade` and `grade-check`). `Settings.validate` checks
+every value (the rubric file and its [late] table included) before any work starts, and raises
+UsageError naming each bad one. `Settings.execute_config` decides the sandbox mode once for the whole
+run (and says it once); the result crosses to worker processes as JSON.
+
+Reads the rubric file (to validate it). Writes OUT/grading.json (`RunRecord`): the grader's version, the
+Canvas column, the rubric and the Settings of a `grade` run, written before grading starts, so later
+verbs (`grade summarize`, `grade manual --import`, `grade --resume`) reuse the class-output settings.
 """
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -14,6 +22,83 @@ from pathlib import Path
 from grader.execute.config import ExecuteConfig
 
 TINY = "tiny"
+RUN_RECORD = "grading.json"  # OUT/grading.json, see RunRecord
+# The distributions this code ships in: the grader, and the students' self-check kit (grader/run/kit.py).
+DISTRIBUTIONS = ("qwen3-interp-grader", "qwen3-interp-selfcheck")
+
+
+def grader_version() -> str:
+    """The installed version of the grader (or of the self-check kit), from the package metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in DISTRIBUTIONS:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return "unknown (not installed)"
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value)
+
+
+# argparse `type=` functions of the options that are not Settings, shared by `grade` and `grade-check`: a bad
+# value is an argparse error (exit 2, the option named, what was expected and found) before anything runs.
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'3/10' -> (3, 10): the 3rd (1-based) of 10 deterministic slices; ValueError says what was expected."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard expects K/N such as 2/8, got {text!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
+    return k, n
+
+
+def shard_arg(text: str) -> tuple[int, int]:
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def folder_arg(text: str) -> Path:
+    """An output folder: one that exists, or one to create; not a file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"expected a folder (an existing one or one to create), found a file: {text}")
+    return path
+
+
+def port_arg(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = None
+    if port is None or not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port number between 1 and 65535, found {text!r}")
+    return port
+
+
+def rubric_problems(path: Path | None) -> list[str]:
+    """What is wrong with a rubric file: its checks and its [late] table, each as one sentence (empty: fine)."""
+    from grader.report.totals import load_late_policy
+    from grader.rubric.config import RubricError, load_rubric
+
+    problems = []
+    for load in (load_rubric, load_late_policy):
+        try:
+            load(path)
+        except RubricError as exc:
+            problems.append(f"--rubric: {exc}")
+            break  # an unreadable file says so once
+    return problems
 
 
 @dataclass
@@ -28,6 +113,36 @@ class Settings:
     rubric: Path | None = None  # a rubric.toml overriding points or disabling checks
     report: bool = True  # write report.html per submission
     golden_cache: Path | None = None  # where goldens are cached (default: the project cache)
+
+    def validate(self) -> None:
+        """Check every value before any work starts; UsageError lists each bad one, what was expected and
+        what was found. More workers than CPUs is allowed (see `cpu_note`)."""
+        from grader.spec.errors import UsageError
+
+        problems = []
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
+            problems.append(f"--workers (submissions graded at once) must be a whole number >= 1, "
+                            f"found {_shown(self.workers)}")
+        for value, flag, what in ((self.timeout, "--timeout", "seconds per notebook"),
+                                  (self.cell_timeout, "--cell-timeout", "seconds per cell")):
+            if not _number(value) or value <= 0:
+                problems.append(f"{flag} ({what}) must be a number > 0, found {_shown(value)}")
+        if self.memory_gb is not None and (not _number(self.memory_gb) or self.memory_gb < 0):
+            problems.append(f"--memory (GB of address space per kernel) must be a number >= 0 (0: no limit), "
+                            f"found {_shown(self.memory_gb)}")
+        problems += rubric_problems(self.rubric)
+        if problems:
+            raise UsageError(f"{problems[0]} (nothing was run or written)" if len(problems) == 1 else
+                             "\n  ".join([f"{len(problems)} settings are not valid (nothing was run or written):",
+                                          *problems]))
+
+    def cpu_note(self) -> str | None:
+        """One sentence when --workers exceeds the CPUs: allowed, but the kernels share them."""
+        cpus = os.cpu_count() or 1
+        if self.workers <= cpus:
+            return None
+        return (f"--workers {self.workers} is more than this machine's {cpus} CPU(s): the kernels share them, so "
+                "each notebook runs slower and --cell-timeout/--timeout (wall-clock seconds) come sooner")
 
     @property
     def memory_bytes(self) -> int | None:
@@ -101,3 +216,48 @@ class Settings:
         for key in ("rubric", "golden_cache"):
             d[key] = Path(d[key]) if d.get(key) else None
         return cls(**d)
+
+
+@dataclass
+class RunRecord:
+    """OUT/grading.json, written by `grade` before grading starts (atomically). Its shape is fixed: other
+    verbs read it (`grade summarize`, `grade manual --import`, `grade --resume`)."""
+
+    grader_version: str  # grader_version() of the run
+    canvas_assignment: str  # the grades.csv column
+    rubric: str | None  # absolute path of --rubric; None: the default rubric
+    settings: dict  # Settings.to_json()
+
+    @classmethod
+    def of(cls, settings: Settings, canvas_assignment: str) -> "RunRecord":
+        rubric = str(Path(settings.rubric).resolve()) if settings.rubric else None
+        return cls(grader_version(), canvas_assignment, rubric, settings.to_json())
+
+    def write(self, out: Path) -> Path:
+        from grader.io import write_json
+
+        path = Path(out) / RUN_RECORD
+        write_json(path, asdict(self))
+        return path
+
+    @classmethod
+    def read(cls, out: Path) -> "RunRecord | None":
+        """The record in OUT (None when there is none); UsageError when it is not one."""
+        import json
+
+        from grader.spec.errors import UsageError
+
+        path = Path(out) / RUN_RECORD
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{path} is not readable JSON ({exc}); delete it or pass --canvas-assignment and "
+                             "--rubric") from None
+        names = [f.name for f in fields(cls)]
+        if not isinstance(data, dict) or set(data) != set(names) or not isinstance(data["canvas_assignment"], str) \
+                or not isinstance(data["rubric"], (str, type(None))):
+            raise UsageError(f"{path} is not a grading record (expected the keys {', '.join(names)} written by "
+                             f"`grade`), found {str(data)[:200]}; delete it or pass --canvas-assignment and --rubric")
+        return cls(**data)

@@ -3,6 +3,10 @@
 Worst first. A submission that blew up still ends with a status and a reason; only `ok` and the
 run-time failures after the notebook started (`cell_errors`, `timeout`, `kernel_died`,
 `extract_failed`) are judged: the others score 0 with their reason.
+
+`interrupted` is not an end: the batch was stopped (Ctrl-C, SIGTERM) while the submission ran. It is
+written to execution.json only, never to results.json, so the submission is not "done": no class
+output counts it, and `grade --resume` grades it (as it retries a `grader_error`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ class Status(StrEnum):
     CELL_ERRORS = "cell_errors"  # ran to the end, some cells raised
     OK = "ok"  # ran to the end without errors
     GRADER_ERROR = "grader_error"  # the grader itself failed on this submission (a bug to report)
+    INTERRUPTED = "interrupted"  # the batch was stopped while this ran; no result yet (`grade --resume`)
 
     @property
     def label(self) -> str:
@@ -39,7 +44,13 @@ class Status(StrEnum):
     @property
     def judgeable(self) -> bool:
         """Whether the checks run at all (a tampered or unreadable notebook gets none)."""
-        return self not in (Status.NO_NOTEBOOK, Status.INVALID_NOTEBOOK, Status.GRADER_ERROR, Status.TAMPERED)
+        return self not in (Status.NO_NOTEBOOK, Status.INVALID_NOTEBOOK, Status.GRADER_ERROR, Status.TAMPERED,
+                            Status.INTERRUPTED)
+
+    @property
+    def done(self) -> bool:
+        """Whether a result with this status is final: `grade --resume` grades again the ones that are not."""
+        return self not in (Status.GRADER_ERROR, Status.INTERRUPTED)
 
     @classmethod
     def parse(cls, value: str | None) -> "Status | None":
@@ -59,6 +70,7 @@ _WORDS: dict[Status, tuple[str, str, str]] = {
     Status.NO_NOTEBOOK: ("Not graded: no notebook was submitted", "bad", "no notebook"),
     Status.INVALID_NOTEBOOK: ("Not graded: not a readable notebook", "bad", "invalid notebook"),
     Status.GRADER_ERROR: ("Grader error: needs a maintainer, not the student", "bad", "grader error"),
+    Status.INTERRUPTED: ("Not graded yet: grading was interrupted (grade --resume finishes it)", "warn", "interrupted"),
 }
 
 

@@ -19,7 +19,9 @@ from grader.report.totals import LatePolicy, Total, load_late_policy, totals
 from grader.results import load_results
 
 CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
-DEFAULT_ASSIGNMENT = "Qwen3 residual stream (autograded)"
+# The grades.csv column when --canvas-assignment is not given (nor recorded in OUT/grading.json): the
+# assignment's name, as its value is the assignment's total (automated + the TA's points - late penalty).
+DEFAULT_ASSIGNMENT = "Residual stream on the sphere"
 CANVAS_ID = re.compile(r"\(\s*\d+\s*\)\s*$")  # Canvas's export names a column "Assignment name (12345)"
 
 
@@ -72,7 +74,8 @@ def detail_csv(rows: list[Total], similar: dict[str, list[str]] | None = None) -
 class ClassOutputs:
     paths: dict[str, Path]
     totals: list[Total]
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # something is wrong: say it as "warning:"
+    notes: list[str] = field(default_factory=list)  # worth knowing, nothing wrong: say it as "note:"
 
     @property
     def pending(self) -> int:
@@ -84,20 +87,23 @@ class ClassOutputs:
                 f"or grade manual {out_root} --export/--import); they count 0 in grades.csv")
 
 
-def write_class_outputs(out_root: Path, canvas_assignment: str = DEFAULT_ASSIGNMENT, rubric: Path | None = None,
+def write_class_outputs(out_root: Path, canvas_assignment: str | None = None, rubric: Path | None = None,
                         require_manual: bool = False) -> ClassOutputs:
-    """grades.csv (unless --require-manual and TA items are pending), grades_detail.csv, index.html."""
+    """grades.csv (unless --require-manual and TA items are pending), grades_detail.csv, index.html.
+    canvas_assignment None: DEFAULT_ASSIGNMENT."""
     from grader.report.index import write_index
 
     out_root = Path(out_root)
+    canvas_assignment = canvas_assignment or DEFAULT_ASSIGNMENT
     late: LatePolicy = load_late_policy(rubric)
     rows = totals(out_root, load_results(out_root), late)
     similar = similar_submissions(out_root, rows)
     paths = {"csv": out_root / "grades.csv", "detail": out_root / "grades_detail.csv", "index": out_root / "index.html"}
     out = ClassOutputs(paths, rows)
-    if not CANVAS_ID.search(canvas_assignment):
-        out.warnings.append(f"the assignment column {canvas_assignment!r} has no Canvas id: Canvas will create a new "
-                            "column on import. Pass --canvas-assignment 'Name (id)' as Canvas's own export names it.")
+    if not CANVAS_ID.search(canvas_assignment):  # fine for a new column; one line on how to fill an existing one
+        out.notes.append(f"grades.csv's column {canvas_assignment!r} has no Canvas id, so Canvas will create a new "
+                         "column on import; to fill an existing assignment pass --canvas-assignment 'Name (id)' as "
+                         "Canvas's gradebook export names it")
     write_atomic(paths["detail"], detail_csv(rows, similar))
     write_index(out_root, rows, similar)
     if require_manual and out.pending:

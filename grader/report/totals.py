@@ -10,16 +10,11 @@ A manual point counts only for the notebook version it was given for: when the s
 
 from __future__ import annotations
 
-import sys
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.results import Result
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 @dataclass(frozen=True)
@@ -45,19 +40,26 @@ class LatePolicy:
 
 
 def load_late_policy(rubric_path: Path | None) -> LatePolicy:
-    """The [late] table of a rubric file (default rubric: no penalty); ValueError says what is wrong."""
-    from grader.rubric.config import DEFAULT_RUBRIC
+    """The [late] table of a rubric file (default rubric: no penalty); RubricError (a ValueError) says what
+    is wrong. `grade` calls it before the first notebook runs (Settings.validate)."""
+    from grader.rubric.config import DEFAULT_RUBRIC, RubricError, read_rubric_file
 
     path = Path(rubric_path) if rubric_path else DEFAULT_RUBRIC
-    late = tomllib.loads(path.read_text()).get("late", {})
+    late = read_rubric_file(path).get("late", {})
     if not isinstance(late, dict) or set(late) - {"penalty", "points"}:
-        raise ValueError(f"{path}: [late] may set only 'penalty' (a fraction, 0..1) and 'points', found {late!r}")
+        raise RubricError(f"{path}: [late] may set only 'penalty' (a fraction, 0..1) and 'points', found {late!r}")
     fraction, points = late.get("penalty", 0.0), late.get("points", 0.0)
-    if not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
-        raise ValueError(f"{path}: [late] penalty must be a fraction between 0 and 1, found {fraction!r}")
-    if not isinstance(points, (int, float)) or points < 0:
-        raise ValueError(f"{path}: [late] points must be a number >= 0, found {points!r}")
+    if not _number(fraction) or not 0 <= fraction <= 1:
+        hint = f"; to subtract {fraction:g} points write `points = {fraction:g}`" if _number(fraction) and fraction > 1 else ""
+        raise RubricError(f"{path}: [late] penalty is a fraction of the points earned, between 0 and 1 (0.1: 10%), "
+                          f"found {fraction!r}{hint}")
+    if not _number(points) or points < 0:
+        raise RubricError(f"{path}: [late] points must be a number >= 0, found {points!r}")
     return LatePolicy(float(fraction), float(points))
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass

@@ -10,10 +10,14 @@ feedback a student sees.
 Visibility is "full" (what is wrong and how to fix it) or "brief" (what is wrong, not how to fix it:
 the parts of a message a check marks with `hint(...)` are left out). Instructors, TAs and
 results.json always get the full text.
+
+The file's other table, [late], is read by grader/report/totals.py (`load_late_policy`); both go
+through `read_rubric_file`, so a missing or malformed file is a RubricError wherever it is read first.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -39,6 +43,7 @@ BRIEF_IN_SELF_CHECK = ("p2.diagram", "p3.hook_site", "p3.captures_match", "p5.pr
 DEFAULT_VISIBILITY = {cid: {"self_check": "brief" if cid in BRIEF_IN_SELF_CHECK else "full", "released": "full"}
                       for cid in CHECK_IDS}
 ENTRY_KEYS = ("points", "enabled", *AUDIENCES)
+TABLES = ("checks", "late")  # the rubric file's tables: per-check entries; the late policy (report/totals.py)
 
 
 class RubricError(ValueError):
@@ -54,16 +59,32 @@ def visibility(rubric: dict, check_id: str, audience: str) -> str:
     return entry.get(audience, default)
 
 
-def load_rubric(path: Path | None = None) -> dict[str, dict]:
-    """{check id: {"points": float, "enabled": bool, "self_check": str, "released": str}} as the file sets
-    them (a key left out keeps its default); unknown ids and bad values are errors."""
+def read_rubric_file(path: Path | None = None) -> dict:
+    """The parsed rubric file (default: the bundled one); RubricError when it is missing, unreadable, not
+    TOML, or has a table other than [checks] and [late]."""
     path = Path(path) if path else DEFAULT_RUBRIC
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise RubricError(f"rubric file {path} does not exist") from None
+    except IsADirectoryError:
+        raise RubricError(f"rubric file {path} is a folder; expected a rubric.toml file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RubricError(f"rubric file {path} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise RubricError(f"{path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(TABLES))
+    if unknown:
+        raise RubricError(f"{path}: unknown table or key {', '.join(map(repr, unknown))}; a rubric file has "
+                          "[checks.\"<id>\"] tables and a [late] table only")
+    return data
+
+
+def load_rubric(path: Path | None = None) -> dict[str, dict]:
+    """{check id: {"points": float, "enabled": bool, "self_check": str, "released": str}} as the file sets
+    them (a key left out keeps its default); unknown ids and bad values are errors."""
+    path = Path(path) if path else DEFAULT_RUBRIC
+    data = read_rubric_file(path)
     checks = data.get("checks", {})
     if not isinstance(checks, dict):
         raise RubricError(f"{path}: expected [checks.\"<id>\"] tables, found {type(checks).__name__}")
@@ -76,7 +97,8 @@ def load_rubric(path: Path | None = None) -> dict[str, dict]:
                               f"'self_check' and 'released' (how much feedback a student sees: \"full\" or "
                               f"\"brief\"), found {entry!r}")
         points = entry.get("points")
-        if points is not None and (not isinstance(points, (int, float)) or isinstance(points, bool) or points < 0):
+        if points is not None and (not isinstance(points, (int, float)) or isinstance(points, bool)
+                                   or not math.isfinite(points) or points < 0):
             raise RubricError(f"{path}: points of {cid} must be a number >= 0, found {points!r}")
         enabled = entry.get("enabled", True)
         if not isinstance(enabled, bool):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from grader.intake.discovery import Discovery
 from grader.intake.submission import Submission
-from grader.settings import Settings
+from grader.settings import Settings, folder_arg, grader_version
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 GIF_CHECK = "p5.gif"
@@ -190,15 +190,17 @@ def check_main(argv: list[str] | None = None) -> int:
     p.add_argument("notebook", type=Path, help="your notebook (.ipynb); put your diagram image next to it")
     p.add_argument("--full", action="store_true", help="also run the assignment's provided plotting cell when it is "
                    "unchanged (it draws tokens.gif: a minute or two more); skipped by default")
-    p.add_argument("--out", type=Path, help="keep the outputs (feedback page, executed notebook) in this folder")
+    p.add_argument("--out", type=folder_arg, help="keep the outputs (feedback page, executed notebook) in this folder")
     p.add_argument("--cell-timeout", type=float, default=300.0, help="seconds per cell (default 300)")
     p.add_argument("--timeout", type=float, default=1200.0, help="seconds for the whole notebook (default 1200)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {grader_version()}")
     try:
         args = p.parse_args(argv)
     except SystemExit as exc:  # --help, or bad arguments (argparse said why)
         return EXIT_OK if not exc.code else EXIT_USAGE
     settings = Settings(model="tiny", workers=1, cell_timeout=args.cell_timeout, timeout=args.timeout, report=False)
     try:
+        settings.validate()
         return run_self_check(args.notebook, settings, out=args.out, full=args.full)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -4,12 +4,17 @@ One process per submission isolates the batch from anything a submission does to
 process; the batch writes a result for a worker that crashed. The job file holds the submission,
 the output folder, the run's Settings and its ExecuteConfig (all JSON); the worker calls
 grader.pipeline.grade_one and prints one RESULT line.
+
+SIGTERM (the batch stopping on Ctrl-C) raises SystemExit(143) here, so the executor's context managers
+end the kernel and remove its working folder on the way out; the batch sends SIGKILL if that takes
+longer than its grace period, and records the submission as interrupted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import traceback
 from dataclasses import asdict, dataclass
@@ -54,9 +59,19 @@ def die_with_parent() -> None:
     set_pdeathsig(int(expected) if expected else None)
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM -> SystemExit(128 + 15): not an Exception, so nothing records it as a grader error, and
+    every `finally` and `with` on the way out runs (the kernel is shut down, the working folder removed)."""
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = argv if argv is not None else sys.argv[1:]
     die_with_parent()
+    exit_on_sigterm()
     job = Job(**json.loads(Path(argv[0]).read_text()))
     try:
         summary = run_job(job)
