@@ -100,7 +100,10 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
                                                       "feedback page (and a zip) per student, for the LMS.")
     p.add_argument("dir", type=Path)
     p.add_argument("--out", type=folder_arg, required=True, metavar="FEEDBACK_DIR")
-    p.add_argument("--after-due", action="store_true", help="release the full feedback (the rubric's `released` level)")
+    p.add_argument("--after-due", action="store_true", help="release the full feedback (the rubric's `released` level); "
+                   "refused while manual checks are pending")
+    p.add_argument("--allow-pending", action="store_true",
+                   help="with --after-due: release even while manual checks are pending (the pages say not graded yet)")
     p = parsers["student-kit"] = argparse.ArgumentParser(prog="grade student-kit", description="Write the self-check "
                                                          "kit students install: a wheel without the solution, and a README.")
     p.add_argument("kit_dir", type=folder_arg, metavar="KIT_DIR")
@@ -205,20 +208,17 @@ def run_verb(verb: str, args: argparse.Namespace) -> int:
         print(f"wrote {written.paths['csv']}, {written.paths['detail']} and {written.paths['index']}")
         return EXIT_OK
     if verb == "manual":
-        from grader.manual.csvio import CsvImportError, export_csv, import_csv
+        from grader.manual.csvio import CsvImportError
+        from grader.manual.store import ManualStoreError
+        from grader.manual.verbs import run_export, run_import
 
-        if args.export:
-            rows = export_csv(_check_dir(args.dir), args.export)
-            print(f"wrote {args.export}: {rows} manual item(s) to grade; fill in `points` (and `comment`), then "
-                  f"grade manual {args.dir} --import {args.export}")
-            return EXIT_OK
         try:
-            counts = import_csv(_check_dir(args.dir), args.import_, args.grader)
-        except CsvImportError as exc:
+            if args.export:
+                return run_export(_check_dir(args.dir), args.export)
+            return run_import(_check_dir(args.dir), args.import_, args.grader)
+        except (CsvImportError, ManualStoreError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        print(f"imported {counts}")
-        return EXIT_OK
     if verb == "review":
         from grader.manual.review import serve
 
@@ -227,7 +227,7 @@ def run_verb(verb: str, args: argparse.Namespace) -> int:
     if verb == "feedback":
         from grader.run.feedback import run_feedback
 
-        return run_feedback(_check_dir(args.dir), args.out, args.after_due)
+        return run_feedback(_check_dir(args.dir), args.out, args.after_due, allow_pending=args.allow_pending)
     if verb == "student-kit":
         from grader.run.kit import run_student_kit
 

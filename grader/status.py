@@ -1,8 +1,9 @@
 """How running one submission ended: one Status, with what a TA reads and whether it can be judged.
 
-Worst first. A submission that blew up still ends with a status and a reason; only `ok` and the
+Worst first. A submission that blew up still ends with a status and a reason; only `ok`, the
 run-time failures after the notebook started (`cell_errors`, `timeout`, `kernel_died`,
-`extract_failed`) are judged: the others score 0 with their reason.
+`extract_failed`) and `empty_notebook` (nothing ran, but its markdown answer and attached diagram are
+still the TA's evidence) are judged: the others score 0 with their reason.
 
 `interrupted` is not an end: the batch was stopped (Ctrl-C, SIGTERM) while the submission ran. It is
 written to execution.json only, never to results.json, so the submission is not "done": no class
@@ -17,6 +18,7 @@ from enum import StrEnum
 class Status(StrEnum):
     NO_NOTEBOOK = "no_notebook"  # nothing gradable was submitted
     INVALID_NOTEBOOK = "invalid_notebook"  # not a readable Jupyter notebook
+    EMPTY_NOTEBOOK = "empty_notebook"  # a readable notebook without code: no cells, or only markdown / empty cells
     TAMPERED = "tampered"  # the notebook disabled or replaced the grader's recording
     EXTRACT_FAILED = "extract_failed"  # the notebook ran but its results could not be read back
     KERNEL_DIED = "kernel_died"  # the kernel process ended (crash, os._exit, killed for memory)
@@ -69,6 +71,7 @@ _WORDS: dict[Status, tuple[str, str, str]] = {
     Status.TAMPERED: ("Not graded: the notebook interfered with the grader", "bad", "tampered"),
     Status.NO_NOTEBOOK: ("Not graded: no notebook was submitted", "bad", "no notebook"),
     Status.INVALID_NOTEBOOK: ("Not graded: not a readable notebook", "bad", "invalid notebook"),
+    Status.EMPTY_NOTEBOOK: ("Nothing ran: the notebook has no code", "bad", "no code"),
     Status.GRADER_ERROR: ("Grader error: needs a maintainer, not the student", "bad", "grader error"),
     Status.INTERRUPTED: ("Not graded yet: grading was interrupted (grade --resume finishes it)", "warn", "interrupted"),
 }

@@ -207,7 +207,8 @@ def test_two_threads_saving_at_once_lose_nothing(tmp_path, monkeypatch, without_
 def test_export_fill_import(out_dir, tmp_path):
     ManualStore(out_dir).set("ivan_3", "p5.explanation", 0, "No answer found.", "ana")
     sheet = tmp_path / "sheet.csv"
-    assert export_csv(out_dir, sheet) == 6
+    summary = export_csv(out_dir, sheet)
+    assert (summary.rows, summary.blank, summary.submissions, summary.left_out, summary.held) == (6, 5, 3, 0, 0)
     assert sheet.read_text().splitlines()[0] == "id,student,check,max_points,points,comment"
     rows = _read_csv(sheet)
     assert [(r["id"], r["check"]) for r in rows] == [(s, c) for s in ("ada_1", "grace_2", "ivan_3")
@@ -224,7 +225,8 @@ def test_export_fill_import(out_dir, tmp_path):
     _write_csv(sheet, [[r[c] for c in COLUMNS] for r in rows])
 
     counts = import_csv(out_dir, sheet, "carla")
-    assert counts == {"rows": 6, "saved": 3, "unchanged": 1, "skipped": 2}
+    assert (counts.rows, counts.saved, counts.changed, counts.new, counts.submissions, counts.unchanged,
+            counts.skipped) == (6, 3, 0, 3, 2, 1, 2)
     store = ManualStore(out_dir)
     for (sid, check), (points, comment) in filled.items():
         e = store.get(sid, check)
@@ -239,8 +241,14 @@ def test_export_fill_import(out_dir, tmp_path):
     assert shown[("ada_1", "p5.explanation")] == ("4.5", "") and shown[("grace_2", "p2.diagram")] == ("10", "ok")
     assert shown[("ada_1", "p2.diagram")][1] == "Nice, \"quoted\", and\na second line"
     before = (out_dir / "manual.json").read_bytes()
-    assert import_csv(out_dir, sheet, "dan")["saved"] == 0
+    assert import_csv(out_dir, sheet, "dan").saved == 0
     assert (out_dir / "manual.json").read_bytes() == before
+    # a sheet that changes one grade and adds one: counted apart
+    rows = [[r[c] for c in COLUMNS] for r in _read_csv(again)]
+    rows[1][4], rows[3][4] = "3", "2"  # ada_1 p5.explanation 4.5 -> 3; grace_2 p5.explanation: new
+    _write_csv(sheet, rows)
+    counts = import_csv(out_dir, sheet, "dan")
+    assert (counts.saved, counts.changed, counts.new, counts.submissions) == (2, 1, 1, 2)
 
 
 @pytest.mark.parametrize("existing", [True, False], ids=["store-exists", "no-store-yet"])
@@ -298,7 +306,7 @@ def test_import_accepts_excel_bom_and_crlf(out_dir, tmp_path):
     sheet = tmp_path / "excel.csv"
     sheet.write_bytes("\ufeffid,student,check,max_points,points,comment\r\nada_1,Ada,p2.diagram,10,7,ok\r\n\r\n"
                       .encode("utf-8"))
-    assert import_csv(out_dir, sheet, "carla")["saved"] == 1
+    assert import_csv(out_dir, sheet, "carla").saved == 1
     assert ManualStore(out_dir).get("ada_1", "p2.diagram").points == 7
 
 

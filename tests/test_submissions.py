@@ -117,3 +117,27 @@ def test_ids_are_unique_and_filesystem_safe(tmp_path):
     ids = [s.id for s in subs]
     assert len(set(ids)) == 2
     assert all(c.isalnum() or c in "._-" for i in ids for c in i)
+
+
+def test_a_canvas_name_gives_the_student_on_every_problem_path(tmp_path):
+    """Whatever the file holds (a corrupt zip, a folder without a notebook, a folder named .ipynb, a
+    .docx, a path that is gone), the Canvas name gives the student, the Canvas id and the late flag."""
+    d = tmp_path / "canvas"
+    d.mkdir()
+    (d / "doejane_20002_30003_submission.zip").write_bytes(b"PK\x03\x04 cut off")
+    (d / "leeann_LATE_20008_30009_files").mkdir()
+    (d / "leeann_LATE_20008_30009_files" / "notes.txt").write_text("no notebook here")
+    (d / "kimbo_20018_30019_hw.ipynb").mkdir()
+    (d / "roekim_20004_30005_essay.docx").write_bytes(b"docx")
+    subs = {s.id: s for s in Discovery().find([d, tmp_path / "smithal_LATE_20006_30007_hw.ipynb"])}
+    expected = {"doejane_20002": ("doejane", "20002", False, "File is not a zip file"),
+                "leeann_20008": ("leeann", "20008", True, "no .ipynb notebook"),
+                "kimbo_20018": ("kimbo", "20018", False, None),  # the executor says "is a directory"
+                "roekim_20004": ("roekim", "20004", False, "no .ipynb notebook"),
+                "smithal_20006": ("smithal", "20006", True, "does not exist")}
+    assert set(subs) == set(expected)
+    for sid, (student, uid, late, problem) in expected.items():
+        sub = subs[sid]
+        assert (sub.student_name, sub.student_id, sub.late) == (student, uid, late), sid
+        assert (problem is None and sub.problem is None) or problem in sub.problem, (sid, sub.problem)
+    assert subs["doejane_20002"].attachment_id == 30003

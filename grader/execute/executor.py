@@ -15,6 +15,7 @@ import secrets
 import shutil
 import time
 import traceback
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -70,6 +71,15 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
     return nb
 
 
+def no_code_reason(nb: nbformat.NotebookNode) -> str:
+    """Why a notebook without code ran nothing: 'the notebook has no cells' or what its cells hold."""
+    if not nb.cells:
+        return "the notebook has no cells: nothing ran"
+    kinds = Counter("empty code" if cell.cell_type == "code" else cell.cell_type for cell in nb.cells)
+    held = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    return f"the notebook has no code cells ({len(nb.cells)} cell(s): {held}): nothing ran"
+
+
 class Executor:
     """Runs submissions one at a time with one configuration."""
 
@@ -92,12 +102,19 @@ class Executor:
             return self._finish(ExecutionRecord(sub.id, Status.INVALID_NOTEBOOK, str(exc), limits=limits,
                                                 notes=list(sub.notes)), out_dir, t0)
         keep_submitted(sub.notebook, sub.attachments, out_dir, self.cfg.max_kept_file_bytes)
+        sandbox = Sandbox(self.cfg.sandbox, self.cfg.sandbox_mode, "")
         if not any(c.cell_type == "code" and c.source.strip() for c in nb.cells):
-            rec = ExecutionRecord(sub.id, Status.OK, "the notebook has no code cells", limits=limits,
+            # Nothing to run; judged all the same, so its markdown answer and attached diagram reach the TA.
+            rec = ExecutionRecord(sub.id, Status.EMPTY_NOTEBOOK, no_code_reason(nb), limits=limits,
                                   notes=list(sub.notes))
+            try:
+                with Workdir(sandbox, None) as workdir:  # holds only the attachments: kept as a run keeps them
+                    workdir.stage(sub.attachments)
+                    rec.files = workdir.collect(out_dir, self.cfg.max_kept_file_bytes, rec.notes)
+            except OSError as exc:
+                rec.notes.append(f"the attachments could not be kept: {exc}")
             write_atomic(out_dir / "executed.ipynb", nbformat.writes(nb))
             return self._finish(rec, out_dir, t0)
-        sandbox = Sandbox(self.cfg.sandbox, self.cfg.sandbox_mode, "")
         limits.update(sandbox=sandbox.mode, memory_bytes=self.cfg.sandbox.memory_bytes,
                       file_bytes=self.cfg.sandbox.file_bytes, nproc=self.cfg.sandbox.nproc)
         lease = UidLease(self.cfg.sandbox.uids) if sandbox.isolated else None

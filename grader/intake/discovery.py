@@ -5,7 +5,9 @@ zips), single `.ipynb` files, per-student folders, and `.zip` files (one student
 Canvas download). Canvas names `{sortablename}[_LATE]_{user_id}_{attachment_id}_{filename}`
 (and `anon_{id}_...`, resubmissions `name-1.ipynb`) give the student id, name and late flag.
 Every submission gets a stable, filesystem-safe id. Anything that cannot be graded still becomes a
-Submission with a `problem`, so it ends as a result with a reason instead of being skipped.
+Submission with a `problem`, so it ends as a result with a reason instead of being skipped; where its
+name is a Canvas name (a corrupt zip, an unreadable notebook, a folder without a notebook), the
+student, the Canvas id and the late flag still come from that name, so grades.csv can match the row.
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ def _ignored(path: Path) -> bool:
 
 class ZipProblem(ValueError):
     pass
+
+
+def path_submission(path: Path, **fields) -> Submission:
+    """A Submission for one file or folder; a Canvas name gives the student, the id and the late flag,
+    whatever the file holds (it may be corrupt, or not a notebook at all)."""
+    canvas = parse_canvas_name(path.name)
+    if canvas is None:
+        return Submission(id=safe_id(path.stem), source=str(path), **fields)
+    return Submission(id=safe_id(f"{canvas.student}_{canvas.user_id}"), source=str(path), student_name=canvas.student,
+                      student_id=canvas.user_id, late=canvas.late, attachment_id=canvas.attachment_id, **fields)
 
 
 def safe_extract(zip_path: Path, dest: Path) -> None:
@@ -66,10 +78,9 @@ class Discovery:
         for path in paths:
             path = Path(path)
             if not path.exists():
-                subs.append(Submission(id=safe_id(path.stem), source=str(path),
-                                       problem=f"{path} does not exist"))
+                subs.append(path_submission(path, problem=f"{path} does not exist"))
             elif path.is_dir() and path.suffix == ".ipynb":  # the executor reports it as an invalid notebook
-                subs.append(Submission(id=safe_id(path.stem), source=str(path), notebook=path))
+                subs.append(path_submission(path, notebook=path))
             elif path.is_dir():
                 subs += self._folder(path)
             elif path.suffix.lower() == ".zip":
@@ -87,7 +98,7 @@ class Discovery:
         loose = []
         for entry in entries:
             if entry.is_dir() and entry.suffix == ".ipynb":  # the executor reports it as an invalid notebook
-                subs.append(Submission(id=safe_id(entry.stem), source=str(entry), notebook=entry))
+                subs.append(path_submission(entry, notebook=entry))
             elif entry.is_dir():
                 subs.append(self.student_folder(entry))
             elif entry.suffix.lower() == ".zip":
@@ -100,7 +111,8 @@ class Discovery:
     def student_folder(self, folder: Path, canvas: CanvasName | None = None) -> Submission:
         files = sorted(p for p in folder.rglob("*") if p.is_file() and not _ignored(p.relative_to(folder)))
         notebooks = [p for p in files if p.suffix == ".ipynb"]
-        canvas = canvas or next((c for c in map(lambda p: parse_canvas_name(p.name), files) if c), None)
+        canvas = (canvas or parse_canvas_name(folder.name)
+                  or next((c for c in map(lambda p: parse_canvas_name(p.name), files) if c), None))
         sub = Submission(id=safe_id(f"{canvas.student}_{canvas.user_id}" if canvas else folder.name),
                          source=str(folder))
         if canvas:
@@ -122,9 +134,7 @@ class Discovery:
         try:
             safe_extract(path, tmp)
         except (ZipProblem, zipfile.BadZipFile, OSError) as exc:
-            canvas = parse_canvas_name(path.name)
-            return [Submission(id=safe_id(f"{canvas.student}_{canvas.user_id}" if canvas else path.stem),
-                               source=str(path), problem=f"{path.name}: {exc}")]
+            return [path_submission(path, problem=f"{path.name}: {exc}")]
         files = [p for p in tmp.rglob("*") if p.is_file() and not _ignored(p.relative_to(tmp))]
         canvas_students = {c.user_id for c in (parse_canvas_name(p.name) for p in files) if c}
         if len(canvas_students) > 1:  # a whole Canvas download

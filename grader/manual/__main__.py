@@ -2,7 +2,8 @@
 
 review DIR [--host H] [--port N] [--grader NAME]   serve the review pages (reads DIR, writes DIR/manual.json)
 export DIR CSV                                     write the grading sheet CSV (reads DIR)
-import DIR CSV [--grader NAME]                     import a filled-in sheet into DIR/manual.json, all or nothing
+import DIR CSV [--grader NAME]                     import a filled-in sheet into DIR/manual.json, all or nothing,
+                                                   then rewrite DIR's grades.csv, grades_detail.csv, index.html
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from grader.manual.csvio import CsvImportError, export_csv, import_csv
+    from grader.manual.csvio import CsvImportError
     from grader.manual.review import default_grader_name, serve
     from grader.manual.store import ManualStoreError
+    from grader.manual.verbs import run_export, run_import
 
     p = argparse.ArgumentParser(prog="python -m grader.manual", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -36,12 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "review":
             serve(args.out_dir, host=args.host, port=args.port, grader_name=args.grader)
         elif args.cmd == "export":
-            n = export_csv(args.out_dir, args.csv)
-            print(f"wrote {n} row(s) to {args.csv}")
+            return run_export(args.out_dir, args.csv)
         else:
-            counts = import_csv(args.out_dir, args.csv, args.grader or default_grader_name())
-            print("imported {saved} grade(s) ({unchanged} unchanged, {skipped} row(s) with blank points "
-                  "skipped)".format(**counts))
+            return run_import(args.out_dir, args.csv, args.grader or default_grader_name())
     except (CsvImportError, ManualStoreError, OSError) as exc:  # OSError: no such folder, port in use
         print(f"error: {exc}", file=sys.stderr)
         return 1

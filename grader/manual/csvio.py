@@ -1,9 +1,12 @@
 """Manual grades as a spreadsheet: export a CSV for TAs to fill in, import it back.
 
 export_csv reads each submission's graded result (grader.results.Result via outdir.result: the
-student's name, the manual checks and their max points) and DIR/manual.json, and writes one CSV
-with the columns `id, student, check, max_points, points, comment`: one row per graded submission
-and manual check, `points` blank where no TA has graded it yet.
+student's name, the manual checks and their max points, the status) and DIR/manual.json, and writes
+one CSV with the columns `id, student, check, max_points, points, comment`: one row per graded
+submission and manual check, `points` blank where no TA has graded it yet. Checks worth 0 without a
+TA (grader.report.totals.manual_rule: nothing gradable was submitted) are left out unless a TA has
+recorded points for them; the returned ExportSummary counts them, and the rows of submissions the
+grader failed on (pending until they are regraded), for the message the verb prints.
 
 import_csv reads such a CSV and writes DIR/manual.json (through ManualStore) only if every row is
 valid: all rows are checked first (missing columns, unknown id, unknown or automated check,
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from grader.manual import outdir
 from grader.manual.store import MAX_COMMENT, ManualGradeError, ManualStore, parse_points
+from grader.report.totals import manual_mark
 from grader.results import Result
 
 COLUMNS = ("id", "student", "check", "max_points", "points", "comment")
@@ -53,25 +57,49 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-def export_csv(out_dir: Path | str, path: Path | str) -> int:
-    """Write the manual-grading sheet of DIR to `path`; returns the number of rows written."""
+@dataclass(frozen=True)
+class ExportSummary:
+    """What export_csv wrote, and what it left out."""
+
+    rows: int = 0  # rows written: one per submission and manual check
+    blank: int = 0  # ... of them with blank points (no TA's points yet)
+    submissions: int = 0  # submissions with a row
+    left_out: int = 0  # checks worth 0 without a TA (nothing gradable was submitted): not in the sheet
+    left_out_submissions: int = 0
+    held: int = 0  # rows of submissions the grader failed on: pending until they are regraded
+    held_submissions: int = 0
+
+
+def export_csv(out_dir: Path | str, path: Path | str) -> ExportSummary:
+    """Write the manual-grading sheet of DIR to `path`; returns what was written and left out."""
     out_dir = Path(out_dir)
-    store = ManualStore(out_dir)
-    rows = 0
+    snapshot = ManualStore(out_dir).snapshot()
+    counts = dict.fromkeys(("rows", "blank", "left_out", "held"), 0)
+    with_rows, left_out, held = set(), set(), set()
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(COLUMNS)
     for sid in outdir.submission_ids(out_dir):
         res = outdir.result(out_dir, sid)
         student = outdir.student_name(res)
-        entries = store.entries_for(sid)
+        entries = snapshot.get(sid, {})
         for check in outdir.manual_checks(res).values():
-            e = entries.get(check.id)
+            e, mark = entries.get(check.id), manual_mark(check, entries.get(check.id), res)
+            if mark.automatic and e is None:  # 0 without a TA; a TA overrides it by adding the row
+                counts["left_out"] += 1
+                left_out.add(sid)
+                continue
             writer.writerow([sid, student, check.id, _fmt(check.max_points),
                              _fmt(e.points) if e else "", e.comment if e else ""])
-            rows += 1
+            counts["rows"] += 1
+            counts["blank"] += e is None
+            with_rows.add(sid)
+            if mark.held:
+                counts["held"] += 1
+                held.add(sid)
     Path(path).write_text(buf.getvalue(), encoding="utf-8")
-    return rows
+    return ExportSummary(submissions=len(with_rows), left_out_submissions=len(left_out),
+                         held_submissions=len(held), **counts)
 
 
 def _show(fields: list[str]) -> str:
@@ -166,18 +194,32 @@ def validate_csv(out_dir: Path | str, path: Path | str) -> tuple[list[tuple[str,
     return grades, skipped, problems
 
 
-def import_csv(out_dir: Path | str, path: Path | str, grader_name: str) -> dict[str, int]:
-    """Import a filled-in sheet into DIR/manual.json, all rows or none.
+@dataclass(frozen=True)
+class ImportCounts:
+    """What import_csv did with the sheet's rows."""
 
-    Returns {"rows": data rows read, "saved": entries written, "unchanged": rows equal to what the
-    store had, "skipped": rows with blank points}. Raises CsvImportError (a ValueError) listing every
-    bad row, having written nothing."""
+    rows: int = 0  # data rows read
+    saved: int = 0  # entries written to manual.json (= changed + new)
+    changed: int = 0  # ... replacing a TA's earlier entry
+    new: int = 0  # ... where there was none
+    submissions: int = 0  # submissions with an entry written
+    unchanged: int = 0  # rows equal to what manual.json had
+    skipped: int = 0  # rows with blank points
+
+
+def import_csv(out_dir: Path | str, path: Path | str, grader_name: str) -> ImportCounts:
+    """Import a filled-in sheet into DIR/manual.json, all rows or none. Raises CsvImportError (a
+    ValueError) listing every bad row, having written nothing."""
     grades, skipped, problems = validate_csv(out_dir, path)
     if problems:
         raise CsvImportError(path, problems)
+    store = ManualStore(out_dir)
+    before = store.snapshot()
     try:
-        written = ManualStore(out_dir).set_many(grades, grader_name)
+        written = store.set_many(grades, grader_name)
     except ManualGradeError as exc:  # the folder changed between validation and writing
         raise CsvImportError(path, [RowProblem(0, "", "a valid grade", str(exc))]) from None
-    return {"rows": len(grades) + skipped, "saved": len(written), "unchanged": len(grades) - len(written),
-            "skipped": skipped}
+    changed = sum(e.check in before.get(e.sid, {}) for e in written)
+    return ImportCounts(rows=len(grades) + skipped, saved=len(written), changed=changed, new=len(written) - changed,
+                        submissions=len({e.sid for e in written}), unchanged=len(grades) - len(written),
+                        skipped=skipped)

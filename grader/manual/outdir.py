@@ -7,6 +7,11 @@ Reads, never writes:
                                             SubmissionInfo); nothing here reads results.json by key
   grader/rubric                             the default rubric's manual checks, only as a fallback for a
                                             results.json that lists no checks
+  DIR/grading.json                          what `grade` was asked (written before grading):
+                                            {"grader_version", "canvas_assignment", "rubric": abs path
+                                            or null, "settings": {...}}; read tolerantly by
+                                            `grading_record` so the TA's verbs rebuild the class outputs
+                                            as grading wrote them
 
 A submission is a folder of DIR (not hidden, not a symlink) that holds a results.json.
 `safe_path` is the one place that turns a user-supplied relative path into a file: resolved, and
@@ -15,12 +20,15 @@ inside both DIR and the submission's folder, or None.
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from grader.results import CheckResult, Result
 
 RESULTS = "results.json"
+GRADING_RECORD = "grading.json"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -95,3 +103,38 @@ def safe_path(out_dir: Path, sid: str, rel: str) -> Path | None:
     if not target.is_relative_to(root) or not target.is_relative_to(folder) or not target.is_file():
         return None
     return target
+
+
+@dataclass(frozen=True)
+class GradingRecord:
+    """The class-output settings `grade` recorded in DIR/grading.json (None: the default)."""
+
+    canvas_assignment: str | None = None  # the grades.csv column, as Canvas names it
+    rubric: Path | None = None  # the rubric.toml grading used (its [late] policy); None: the default rubric
+    source: str = ""  # where these came from, as a message says it
+
+    def kwargs(self) -> dict:
+        """Keyword arguments of grader.report.gradebook.write_class_outputs."""
+        return {"rubric": self.rubric, **({"canvas_assignment": self.canvas_assignment}
+                                          if self.canvas_assignment else {})}
+
+
+def grading_record(out_dir: Path) -> GradingRecord:
+    """DIR/grading.json read tolerantly: absent, unreadable or of another shape gives the defaults,
+    with `source` saying so."""
+    path = Path(out_dir) / GRADING_RECORD
+    defaults = "the default assignment column and rubric"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return GradingRecord(source=f"{path} not found (graded by an earlier version?), so {defaults}")
+    except (OSError, ValueError) as exc:
+        return GradingRecord(source=f"{path} could not be read ({exc.__class__.__name__}: {exc}), so {defaults}")
+    assignment = data.get("canvas_assignment") if isinstance(data, dict) else None
+    rubric = data.get("rubric") if isinstance(data, dict) else None
+    if not isinstance(assignment, str) or not assignment.strip() or not (rubric is None or isinstance(rubric, str)):
+        return GradingRecord(source=f"{path} has no usable canvas_assignment (a string) and rubric (a path or null), "
+                                    f"so {defaults}")
+    return GradingRecord(assignment, Path(rubric) if rubric else None,
+                         f"the settings recorded in {path}: column {assignment!r}, "
+                         + (f"rubric {rubric}" if rubric else "the default rubric"))

@@ -1,7 +1,8 @@
 """`grade review DIR`: a small local web app where a TA grades the manual checks of a graded folder.
 
 Reads each submission's graded result (grader.results.Result via outdir.result: student, status,
-the automated verdicts, the written answer, the notebook's sha256), DIR/<id>/executed.ipynb and
+the automated verdicts, the written answer, the notebook's sha256, the status that decides what an
+ungraded manual check is worth: grader.report.totals.manual_mark), DIR/<id>/executed.ipynb and
 files/ (the diagram evidence, evidence.py), DIR/<id>/submitted/ and the real-model panel (what the
 student saw, student_view.py); reads and writes DIR/manual.json through ManualStore (POST of the
 grading form). Pages: `/` lists the submissions, those with manual checks still to grade first; `/s/<id>`
@@ -30,6 +31,7 @@ from grader.manual import evidence, outdir
 from grader.manual.store import Entry, ManualGradeError, ManualStore, ManualStoreError, entry_is_stale
 from grader.manual.student_view import student_view
 from grader.report.render import IMAGE_MIME
+from grader.report.totals import ManualMark, manual_mark
 
 __all__ = ["create_app", "serve", "student_view", "default_grader_name"]
 
@@ -65,26 +67,30 @@ def _when(iso: str) -> str:
     return f"{m.group(1)} {m.group(2)} UTC" if m else (iso or "")
 
 
+def _marks(res, entries: dict[str, Entry]) -> list[ManualMark]:
+    """The manual checks of one result as every total counts them (grader/report/totals.py): the TA's
+    points, the rule's 0 where nothing gradable was submitted, or pending."""
+    return [manual_mark(c, entries.get(c.id), res) for c in outdir.manual_checks(res).values()]
+
+
 def _summary(out_dir: Path, entries: dict[str, Entry], sid: str) -> dict:
     """One row of the submission list: student, status, automated score, manual progress.
-    `entries`: this submission's manual grades."""
+    `entries`: this submission's manual grades. `pending` counts what a TA can grade now; `held`, the
+    checks that wait for a regrade (grader_error); `automatic`, those worth the rule's 0."""
     res = outdir.result(out_dir, sid)
-    checks = outdir.manual_checks(res)
-    current = res.summary.notebook_sha256
-    stale = [c for c in checks if entry_is_stale(entries.get(c), current)]
-    graded = [c for c in checks if c in entries and c not in stale]
+    marks = _marks(res, entries)
     return {"id": sid, "student": outdir.student_name(res), "late": bool(res.summary.late),
             "status": str(res.summary.status or ""), "auto": res.score, "auto_max": res.auto_max_score,
-            "manual": sum(entries[c].points for c in graded),
-            "manual_max": sum(c.max_points for c in checks.values()),
-            "n_checks": len(checks), "n_graded": len(graded), "n_stale": len(stale),
-            "pending": len(checks) - len(graded)}
+            "manual": sum(m.points or 0.0 for m in marks), "manual_max": sum(m.max_points for m in marks),
+            "n_checks": len(marks), "n_graded": sum(m.points is not None and not m.automatic for m in marks),
+            "n_stale": sum(m.stale for m in marks), "automatic": sum(m.automatic for m in marks),
+            "held": sum(m.held for m in marks), "pending": sum(m.points is None and not m.held for m in marks),
+            "note": next((m.note for m in marks if m.note), "")}
 
 
-def _pending(out_dir: Path, store: ManualStore, sid: str, entries: dict[str, Entry]) -> list[str]:
-    """The manual checks of `sid` still to grade (not graded, or stale)."""
-    res = outdir.result(out_dir, sid)
-    return store.pending(sid, outdir.manual_checks(res), current_sha=res.summary.notebook_sha256, entries=entries)
+def _pending(out_dir: Path, sid: str, entries: dict[str, Entry]) -> list[str]:
+    """The manual checks of `sid` a TA can grade now (not graded, or stale; not waiting for a regrade)."""
+    return [m.check for m in _marks(outdir.result(out_dir, sid), entries) if m.points is None and not m.held]
 
 
 def create_app(out_dir: Path | str, grader_name: str | None = None,
@@ -141,8 +147,9 @@ def create_app(out_dir: Path | str, grader_name: str | None = None,
             return render("error.html", 500, message=str(exc))
         rows.sort(key=lambda r: (r["pending"] == 0, r["id"]))
         counts = {"submissions": len(rows), "pending": sum(r["pending"] > 0 for r in rows),
-                  "done": sum(r["pending"] == 0 for r in rows), "stale": sum(r["n_stale"] for r in rows),
-                  "checks_left": sum(r["pending"] for r in rows)}
+                  "done": sum(r["pending"] == 0 and not r["held"] for r in rows),
+                  "stale": sum(r["n_stale"] for r in rows), "checks_left": sum(r["pending"] for r in rows),
+                  "automatic": sum(r["automatic"] > 0 for r in rows), "held": sum(r["held"] > 0 for r in rows)}
         first_pending = next((r["id"] for r in rows if r["pending"]), None)
         return render("index.html", rows=rows, counts=counts, first_pending=first_pending)
 
@@ -158,12 +165,14 @@ def create_app(out_dir: Path | str, grader_name: str | None = None,
         for c in checks.values():
             e = entries.get(c.id)
             t = (typed or {}).get(c.id)
+            mark = manual_mark(c, e, res)
             forms.append({"id": c.id, "title": c.title, "max_points": c.max_points, "entry": e,
                           "points": t[0] if t else (_fmt(e.points) if e else ""),
                           "comment": t[1] if t else (e.comment if e else ""),
-                          "stale": entry_is_stale(e, current), "feedback": c.output})
+                          "stale": entry_is_stale(e, current), "feedback": c.output,
+                          "automatic": mark.automatic, "held": mark.held, "note": mark.note})
         after = order[pos + 1:] + order[:pos]
-        next_pending = next((s for s in after if _pending(out_dir, store, s, snapshot.get(s, {}))), None)
+        next_pending = next((s for s in after if _pending(out_dir, s, snapshot.get(s, {}))), None)
         nb = evidence.load_notebook(out_dir, sid)
         files = [dict(f, url=url_for("file", sid=sid, rel=f["rel"])) for f in evidence.diagram_files(out_dir, sid)]
         embedded = evidence.embedded_images(nb)

@@ -47,7 +47,7 @@ def detail_csv(rows: list[Total], similar: dict[str, list[str]] | None = None) -
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["submission", "student", "student_id", "late", "grading_status", "score", "max_score",
-                "automated_score", "auto_max_score", "manual_score", "manual_pending", "late_penalty", *check_ids,
+                "automated_score", "auto_max_score", "manual_score", "manual_pending", "manual_note", "late_penalty", *check_ids,
                 "captures_site", "mistakes", "similar_to", "reason"])
     for t in rows:
         r = t.result
@@ -64,7 +64,7 @@ def detail_csv(rows: list[Total], similar: dict[str, list[str]] | None = None) -
                 cells.append(f"{c.points:g}")
         w.writerow([r.id, r.submission.student_name or "", r.submission.student_id or "", r.submission.late,
                     r.summary.status or "", f"{t.score:g}", f"{t.possible:g}", f"{t.automated:g}",
-                    f"{r.auto_max_score:g}", f"{t.manual_points:g}", " ".join(t.pending), f"{t.late_penalty:g}",
+                    f"{r.auto_max_score:g}", f"{t.manual_points:g}", " ".join(t.pending), t.manual_note, f"{t.late_penalty:g}",
                     *cells, r.summary.captures_site or "", "; ".join(r.summary.mistakes),
                     " ".join((similar or {}).get(r.id, [])), r.summary.reason or ""])
     return buf.getvalue()
@@ -81,10 +81,17 @@ class ClassOutputs:
     def pending(self) -> int:
         return sum(len(t.pending) for t in self.totals)
 
+    def held_text(self) -> str:
+        """'; 2 of them wait for a regrade of ...' when pending items belong to a grader_error ('' if none)."""
+        held = [t for t in self.totals if t.held]
+        return (f"; {sum(len(t.held) for t in held)} of them wait for a regrade of the {len(held)} submission(s) "
+                f"the grader failed on (grader_error: {', '.join(t.result.id for t in held[:5])}"
+                f"{', ...' if len(held) > 5 else ''})") if held else ""
+
     def pending_text(self, out_root: Path) -> str:
         who = sum(bool(t.pending) for t in self.totals)
         return (f"{self.pending} manual item(s) of {who} submission(s) are not graded yet (grade review {out_root}, "
-                f"or grade manual {out_root} --export/--import); they count 0 in grades.csv")
+                f"or grade manual {out_root} --export/--import); they count 0 in grades.csv{self.held_text()}")
 
 
 def write_class_outputs(out_root: Path, canvas_assignment: str | None = None, rubric: Path | None = None,
@@ -107,8 +114,8 @@ def write_class_outputs(out_root: Path, canvas_assignment: str | None = None, ru
     write_atomic(paths["detail"], detail_csv(rows, similar))
     write_index(out_root, rows, similar)
     if require_manual and out.pending:
-        raise ManualPendingError(f"--require-manual: {out.pending} manual item(s) are pending, so grades.csv was not "
-                                 "written (grades_detail.csv and index.html were)")
+        raise ManualPendingError(f"--require-manual: {out.pending} manual item(s) are pending{out.held_text()}; so "
+                                 "grades.csv was not written (grades_detail.csv and index.html were)")
     write_atomic(paths["csv"], canvas_csv(rows, canvas_assignment))
     return out
 

@@ -47,6 +47,7 @@ def index_row(out_root: Path, total: Total, similar: list[str]) -> dict:
         "status_words": label, "tone": tone, "score": total.score, "max_score": total.possible, "mistakes": top,
         "more_mistakes": more, "n_mistakes": len(summary.mistakes or []), "reason": summary.reason or "",
         "automated": total.automated, "manual": total.manual_points, "pending": total.pending,
+        "automatic": total.automatic, "manual_note": total.manual_note,
         "late_penalty": total.late_penalty, "similar": similar,
     }
 

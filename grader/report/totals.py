@@ -6,6 +6,11 @@ the class index and the feedback pages all take their numbers from here, so they
 
 A manual point counts only for the notebook version it was given for: when the student resubmitted
 (the notebook's sha256 changed) the entry is "stale" and the check is pending again.
+
+Before a TA grades it, a manual check is worth what `manual_rule` says for how the run ended: 0, with
+the reason, when nothing gradable was submitted (`no_notebook`, `invalid_notebook`), so no TA types
+zeros for them; pending until the regrade (and saying so) after a `grader_error`; pending otherwise.
+A TA's recorded points always win over the rule (manual.json is never written here).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.results import Result
+from grader.results import CheckResult, Result
+from grader.status import Status
 
 
 @dataclass(frozen=True)
@@ -62,9 +68,33 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+@dataclass(frozen=True)
+class ManualRule:
+    """What a manual check is worth while no TA has graded it, by how the submission's run ended."""
+
+    points: float | None = None  # None: pending, a TA grades it
+    note: str = ""  # why, as the TA and the student read it ("" for the ordinary case)
+
+
+# Nothing gradable was submitted: the manual checks are 0 without a TA (who can still override them).
+NOTHING_GRADABLE = {Status.NO_NOTEBOOK: "no notebook was submitted",
+                    Status.INVALID_NOTEBOOK: "the submitted file is not a readable notebook"}
+HELD_NOTE = "pending until this submission is regraded: the grader failed on it (grader_error), not the student"
+
+
+def manual_rule(status: Status | str | None) -> ManualRule:
+    """The rule for the manual checks of a submission whose run ended with `status`."""
+    status = Status.parse(status)
+    if status in NOTHING_GRADABLE:
+        return ManualRule(0.0, f"0 without a TA's grading: {NOTHING_GRADABLE[status]} ({status})")
+    if status == Status.GRADER_ERROR:
+        return ManualRule(None, HELD_NOTE)
+    return ManualRule()
+
+
 @dataclass
 class ManualMark:
-    """One manual check of one submission: the TA's points and comment, or pending."""
+    """One manual check of one submission: the TA's points and comment, the rule's 0, or pending."""
 
     check: str
     title: str
@@ -73,6 +103,13 @@ class ManualMark:
     comment: str = ""
     grader: str = ""
     stale: bool = False  # graded, but for an earlier version of the notebook
+    automatic: bool = False  # `points` come from manual_rule (nothing gradable was submitted), not from a TA
+    note: str = ""  # the rule's reason, where no TA's points count: "0 without a TA's grading: ...", "pending until ..."
+
+    @property
+    def held(self) -> bool:
+        """Pending, and not for a TA yet: the submission must be regraded first."""
+        return self.points is None and bool(self.note)
 
 
 @dataclass
@@ -101,25 +138,50 @@ class Total:
     def pending(self) -> list[str]:
         return [m.check for m in self.manual if m.points is None]
 
+    @property
+    def automatic(self) -> list[str]:
+        """The manual checks worth the rule's 0 (nothing gradable was submitted), not a TA's points."""
+        return [m.check for m in self.manual if m.automatic]
+
+    @property
+    def held(self) -> list[str]:
+        """The pending checks that wait for a regrade (grader_error), not for a TA."""
+        return [m.check for m in self.manual if m.held]
+
+    @property
+    def manual_note(self) -> str:
+        """One line on the checks the rule decided: "p2.diagram, p5.explanation: 0 without ..." ("" if none)."""
+        by_note: dict[str, list[str]] = {}
+        for m in self.manual:
+            if m.automatic or m.held:
+                by_note.setdefault(m.note, []).append(m.check)
+        return "; ".join(f"{', '.join(checks)}: {note}" for note, checks in by_note.items())
+
 
 def totals(out_root: Path, results: list[Result], late: LatePolicy = LatePolicy()) -> list[Total]:
     """The total of every result, with the TA's points from out_root/manual.json."""
     store = _store(out_root)
+    snapshot = store.snapshot() if store is not None else {}
     out = []
     for r in results:
-        entries = store.entries_for(r.id) if store is not None else {}
-        marks = []
-        for c in (c for c in r.checks if c.manual):
-            e = entries.get(c.id)
-            stale = bool(e and e.notebook_sha256 and r.summary.notebook_sha256
-                         and e.notebook_sha256 != r.summary.notebook_sha256)
-            usable = e is not None and not stale
-            marks.append(ManualMark(c.id, c.title, c.max_points, e.points if usable else None,
-                                    e.comment if e else "", e.grader if e else "", stale))
-        total = Total(r, marks)
+        entries = snapshot.get(r.id, {})
+        total = Total(r, [manual_mark(c, entries.get(c.id), r) for c in r.checks if c.manual])
         total.late_penalty = late.penalty(total.automated + total.manual_points, bool(r.submission.late))
         out.append(total)
     return out
+
+
+def manual_mark(check: CheckResult, entry, result: Result) -> ManualMark:
+    """One manual check's mark: the TA's entry (grader.manual.store.Entry, or None) where it counts (not
+    stale), else what manual_rule says for the result's status."""
+    stale = bool(entry and entry.notebook_sha256 and result.summary.notebook_sha256
+                 and entry.notebook_sha256 != result.summary.notebook_sha256)
+    comment, grader = (entry.comment, entry.grader) if entry else ("", "")
+    if entry is not None and not stale:
+        return ManualMark(check.id, check.title, check.max_points, entry.points, comment, grader)
+    rule = manual_rule(result.summary.status)
+    return ManualMark(check.id, check.title, check.max_points, rule.points, comment, grader, stale,
+                      automatic=rule.points is not None, note=rule.note)
 
 
 def _store(out_root: Path):

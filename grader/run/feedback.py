@@ -1,6 +1,6 @@
 """Feedback for students: one self-contained page per student, and a zip of it with their tokens.gif.
 
-    grade feedback GRADING_DIR OUT_DIR [--after-due]
+    grade feedback GRADING_DIR --out OUT_DIR [--after-due [--allow-pending]]
 
 reads a graded output folder (results.json of every submission, the TA's manual.json, each student's
 own extracted.npz and tokens.gif) and writes OUT_DIR/<id>/feedback.html and OUT_DIR/<id>.zip (the
@@ -9,6 +9,11 @@ the visibility rubric.toml sets (`released` after the due date, `self_check` bef
 out how to fix it), the TA's points and comments on the manually graded checks, the student's own
 projections on the sphere at three layers and their GIF. It shows nothing of the reference: no
 reference projections, captures, spheres or metrics (those are in the TA's report.html only).
+
+Releasing (`--after-due`) is refused (PendingManualError, exit 2, nothing written) while manual checks
+are pending, naming how many of how many students and how to grade them, unless `--allow-pending`:
+then their rows say "not graded yet". Checks worth 0 without a TA (nothing gradable was submitted,
+grader/report/totals.py manual_rule) are not pending; their row says why they are 0.
 
 The student self-check (grader/run/selfcheck.py) writes the same page for one notebook.
 """
@@ -22,6 +27,7 @@ from grader.io import load_npz, read_json, write_atomic
 from grader.report.totals import Total, load_late_policy, totals
 from grader.results import CheckResult, Result, load_results
 from grader.rubric.config import load_rubric, visibility
+from grader.spec.errors import UsageError
 
 PAGE_NAME = "feedback.html"
 SPHERE_LAYERS = (0, 18, 35)  # first, middle, last (as the TA report draws them)
@@ -29,16 +35,41 @@ STATUS_WORDS = {"passed": ("passed", "good"), "failed": ("not passed", "bad"),
                 "error": ("not checked: grader problem", "warn"), "manual": ("graded by your TA", "manual")}
 
 
-def run_feedback(grading_dir: Path, out_dir: Path, after_due: bool) -> int:
-    """The CLI verb: write the pages and zips, say where; 2 when grading_dir holds no graded submission."""
-    from grader.spec.errors import UsageError
+class PendingManualError(UsageError):
+    """--after-due while manual checks are pending (and no --allow-pending): nothing was released."""
 
+
+def pending_refusal(grading_dir: Path, scores: list[Total]) -> str | None:
+    """Why releasing now is refused, or None when no manual check is pending."""
+    pending = [t for t in scores if t.pending]
+    if not pending:
+        return None
+    held = [t for t in pending if t.held]
+    regrade = (f" ({sum(len(t.held) for t in held)} of them wait for a regrade of the {len(held)} submission(s) the "
+               f"grader failed on: {', '.join(t.result.id for t in held[:5])}{', ...' if len(held) > 5 else ''})"
+               if held else "")
+    return (f"{sum(len(t.pending) for t in pending)} manual item(s) of {len(pending)} student(s) are not graded "
+            f"yet{regrade}, so no feedback was released. Grade them with `grade review {grading_dir}` or "
+            f"`grade manual {grading_dir} --export manual.csv` and then `--import manual.csv`; or pass "
+            "--allow-pending to release now, with those items marked \"not graded yet\" on the pages.")
+
+
+def run_feedback(grading_dir: Path, out_dir: Path, after_due: bool, allow_pending: bool = False) -> int:
+    """The CLI verb: write the pages and zips, say where; UsageError (exit 2, nothing written) when
+    grading_dir holds no graded submission, or on releasing while manual checks are pending."""
     grading_dir, out_dir = Path(grading_dir), Path(out_dir)
-    if not grading_dir.is_dir() or not load_results(grading_dir):
+    results = load_results(grading_dir) if grading_dir.is_dir() else []
+    if not results:
         raise UsageError(f"{grading_dir} holds no graded submissions (no <id>/results.json); run `grade` first")
+    pending = [t for t in _scores(grading_dir, results, None).values() if t.pending]
+    if after_due and pending and not allow_pending:
+        raise PendingManualError(pending_refusal(grading_dir, pending))
     pages = write_feedback(grading_dir, out_dir, after_due)
     when = "released (after the due date)" if after_due else "before the due date (self-check visibility)"
     print(f"wrote {len(pages)} feedback pages, {when}, and a zip per student for the LMS, to {out_dir}")
+    if after_due and pending:
+        print(f"note: --allow-pending: {sum(len(t.pending) for t in pending)} manual item(s) of {len(pending)} "
+              "student(s) show as not graded yet on their pages")
     return 0
 
 
@@ -160,7 +191,8 @@ def render_feedback(result: Result, sub_dir: Path, visibilities: dict[str, str],
                                "name": gif.name if gif is not None else None})
     rows = [r for r in check_rows(result.checks, visibilities, audience) if not r["manual"]]
     manual_rows = [{"id": m.check, "title": m.title, "max_points": m.max_points, "points": m.points,
-                    "comment": m.comment if m.points is not None else ""} for m in scores.manual]
+                    "comment": m.comment if m.points is not None and not m.automatic else "", "note": m.note}
+                   for m in scores.manual]
     info = result.submission
     ctx = {
         "header": {"id": result.id, "student_name": info.student_name, "notebook": info.notebook, "late": info.late,
