@@ -134,7 +134,7 @@ def test_real_model_panel_is_shown_when_there_is_one(client, monkeypatch):
 def test_everything_is_escaped_and_scripts_need_the_nonce(client):
     r = client.get("/s/grace_2")
     html = _text(r)
-    assert XSS not in html and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in html
+    assert XSS not in html and "<p>&lt;script&gt;alert('x')&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;</p>" in html  # markdown, HTML as text
     csp = r.headers["Content-Security-Policy"]
     nonce = re.search(r"'nonce-([^']+)'", csp).group(1)
     assert re.findall(r"<script[^>]*>", html) == [f'<script nonce="{nonce}">']

@@ -150,6 +150,7 @@ def _install_devices(config: dict, env, record) -> None:
 
     class CudaToCpu(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
+            __tracebackhide__ = True  # IPython leaves the shim out of the student's traceback
             kwargs = kwargs or {}
             if func in special:
                 if func is t_cuda:  # .cuda(), .cuda(0), .cuda(device=...): the tensor itself, as .to("cpu")
@@ -258,6 +259,7 @@ def _install_devices(config: dict, env, record) -> None:
 
     class autocast(base):
         def __init__(self, device_type="cuda", dtype=None, enabled=True, cache_enabled=None):
+            __tracebackhide__ = True
             self.noop = str(device_type).startswith("cuda")
             if self.noop:
                 self.device, self.fast_dtype, self._enabled = "cuda", dtype, False
@@ -267,12 +269,15 @@ def _install_devices(config: dict, env, record) -> None:
                 super().__init__(device_type, dtype=dtype, enabled=enabled, cache_enabled=cache_enabled)
 
         def __enter__(self):
+            __tracebackhide__ = True
             return self if self.noop else super().__enter__()
 
         def __exit__(self, *exc):
+            __tracebackhide__ = True
             return False if self.noop else super().__exit__(*exc)
 
     def cuda_amp_autocast(enabled=True, dtype=torch.float16, cache_enabled=True):
+        __tracebackhide__ = True
         return autocast("cuda", dtype=dtype, enabled=enabled, cache_enabled=cache_enabled)
 
     torch.autocast = torch.amp.autocast = autocast
@@ -281,6 +286,7 @@ def _install_devices(config: dict, env, record) -> None:
     real_default = torch.set_default_device
 
     def set_default_device(device):
+        __tracebackhide__ = True
         if device is not None and is_cuda(device):
             record("device.default", f"torch.set_default_device('{device}') -> cpu")
             device = "cpu"
@@ -291,6 +297,7 @@ def _install_devices(config: dict, env, record) -> None:
     real_load = torch.load
 
     def load(f, map_location=None, *args, **kwargs):  # also for files saved on a GPU (attached from Colab)
+        __tracebackhide__ = True
         cuda_map = is_cuda(map_location) if not isinstance(map_location, dict) else \
             any(is_cuda(v) for v in map_location.values())
         if cuda_map:
@@ -307,6 +314,7 @@ def _install_devices(config: dict, env, record) -> None:
         return "cpu" if is_cuda(d) or d in ("auto", "balanced", "balanced_low_0", "sequential") else d
 
     def check_and_set_device_map(device_map):
+        __tracebackhide__ = True
         new = {k: on_cpu(v) for k, v in device_map.items()} if isinstance(device_map, dict) else on_cpu(device_map)
         if new != device_map:
             record("device.map", f"from_pretrained(device_map={device_map!r}) loaded on the CPU")

@@ -231,6 +231,7 @@ def _install_shell(config: dict, env, record) -> None:
         return None
 
     def passthrough(cmd, capture, split):
+        __tracebackhide__ = True
         shell.var_expand = lambda c, depth=0, formatter=None: c  # cmd is expanded already
         try:
             return original_getoutput(cmd, split=split) if capture else original_system(cmd)
@@ -238,6 +239,7 @@ def _install_shell(config: dict, env, record) -> None:
             del shell.var_expand
 
     def run(cmd: str, capture: bool = False, split: bool = True):
+        __tracebackhide__ = True
         segments = [s for s in re.split(r"&&|\|\||;|\n", cmd) if s.strip()]
         answers = [answer(s) for s in segments]
         if all(a is None for a in answers):
@@ -257,13 +259,16 @@ def _install_shell(config: dict, env, record) -> None:
         return None
 
     def system(cmd):
+        __tracebackhide__ = True
         return run(shell.var_expand(cmd, depth=1))
 
     def getoutput(cmd, split=True, depth=0):
+        __tracebackhide__ = True
         return run(shell.var_expand(cmd, depth=depth + 1), capture=True, split=split)
 
     def pip_magic(line):
         """%pip: installs are answered from what is installed (the grader has no network)."""
+        __tracebackhide__ = True
         args = line.split()
         if "install" in args or "uninstall" in args:
             run("pip " + line)

@@ -171,29 +171,32 @@ class Executor:
         cfg = self.cfg
         budget_end = time.monotonic() + cfg.notebook_timeout
         stopped = None
+        for cell in nb.cells:  # cells are named by the count this run gives them ("In [7]"), never the submission's
+            if cell.cell_type == "code":
+                cell.execution_count = None
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code" or not cell.source.strip():
                 continue
             remaining = budget_end - time.monotonic()
             if remaining <= 1:
                 return Status.TIMEOUT, (f"stopped after {cfg.notebook_timeout:.0f} s (the whole-notebook budget) "
-                                        f"before cell {index}")
+                                        f"before {rec.cell_name(index)}")
             try:
                 kernel.run_hidden(probe.SET_CELL.format(m=probe.STATE_MODULE, i=index), timeout=30)
                 outcome = kernel.run_cell(index, min(cfg.cell_timeout, remaining))
             except TimeoutError:  # busy with something an earlier cell left running
                 kernel.kill()
                 kernel.dead = True
-                return Status.TIMEOUT, f"the kernel stopped responding before cell {index} and was killed"
+                return Status.TIMEOUT, f"the kernel stopped responding before {rec.cell_name(index)} and was killed"
             except KernelDiedError:
                 how = kernel.exit_description()
                 rec.cells.append(CellRecord(index, cell.get("execution_count"), 0.0, "DeadKernelError",
                                             f"the kernel {how} while running this cell"))
-                return Status.KERNEL_DIED, f"the kernel died in cell {index}: it {how}"
+                return Status.KERNEL_DIED, f"the kernel died in {rec.cell_name(index)}: it {how}"
             rec.cells.append(self._cell_record(outcome, cell, kernel))
             if outcome.timed_out:  # a cell past the cell limit: the run goes on, and says it timed out
                 which = "the cell limit" if cfg.cell_timeout <= remaining else "the whole-notebook budget"
-                stopped = (Status.TIMEOUT, f"stopped after {outcome.seconds:.0f} s in cell {index} ({which})")
+                stopped = (Status.TIMEOUT, f"stopped after {outcome.seconds:.0f} s in {rec.cell_name(index)} ({which})")
                 if kernel.dead:
                     return Status.TIMEOUT, stopped[1] + "; the kernel did not respond to an interrupt and was killed"
                 if which != "the cell limit":
@@ -205,9 +208,9 @@ class Executor:
         if rec.status == Status.OK and rec.cell_errors:
             rec.status = Status.CELL_ERRORS
             first = rec.cell_errors[0]
-            rec.reason = (f"{len(rec.cell_errors)} cell(s) raised an error; the first, cell {first.index}: "
+            rec.reason = (f"{len(rec.cell_errors)} cell(s) raised an error; the first, {first.named}: "
                           f"{first.ename}: {(first.evalue or '')[:160]}")
-            limits_hit = [f"cell {c.index} {why}" for c in rec.cell_errors
+            limits_hit = [f"{c.named} {why}" for c in rec.cell_errors
                           if (why := self.cfg.sandbox.explain(c.ename, c.evalue))]
             if limits_hit:
                 rec.reason += "; " + "; ".join(limits_hit[:3])

@@ -5,8 +5,9 @@ from a notebook stays detectable). `install(config)` wraps the registration func
 hooks (per module and global), the top-level call of every Hugging Face model, `generate`, and
 `from_pretrained` of models and tokenizers, and records each event with the index of the notebook
 cell it happened in, in the state module `__qgrader_probe__`. Nothing about the student's code
-changes: every wrapper calls the original and returns its result. grader/execute/extract.py reads
-the state back after the last cell.
+changes: every wrapper calls the original and returns its result, and sets `__tracebackhide__`
+(IPython's designed marker) so a student's traceback shows their code and the libraries', not the
+recorder. grader/execute/extract.py reads the state back after the last cell.
 """
 
 STATE_MODULE = "__qgrader_probe__"
@@ -83,12 +84,14 @@ def _hook_registration(state, kind: str, original, origin, per_module: bool):
     if per_module:
         @functools.wraps(original)
         def register(self, hook, *args, **kwargs):
+            __tracebackhide__ = True  # IPython leaves this frame out of the student's traceback
             handle = original(self, hook, *args, **kwargs)
             record(self, hook, handle, kwargs)
             return handle
     else:
         @functools.wraps(original)
         def register(hook, *args, **kwargs):
+            __tracebackhide__ = True
             handle = original(hook, *args, **kwargs)
             record(None, hook, handle, kwargs)
             return handle
@@ -121,6 +124,7 @@ def _forward_recorder(state, original_call):
         state.forwards.append(rec)
 
     def model_call(self, *args, **kwargs):
+        __tracebackhide__ = True  # the student sees their call and the library's frames, not this wrapper
         if state.depth == 0:
             try:
                 record(self, args, kwargs)
@@ -140,6 +144,7 @@ def _generate_wrapper(state, original_generate):
 
     @functools.wraps(original_generate)
     def generate(self, *args, **kwargs):
+        __tracebackhide__ = True
         state.in_generate += 1
         try:
             return original_generate(self, *args, **kwargs)
@@ -158,6 +163,7 @@ def _load_recorder(state, owner, store, describe):
 
     @functools.wraps(original)
     def from_pretrained(cls, *args, **kwargs):
+        __tracebackhide__ = True
         obj = original(cls, *args, **kwargs)
         try:
             store.append({"ref": weakref.ref(obj), "cell": state.current_cell, **describe(obj)})

@@ -20,6 +20,23 @@ class CellRecord:
     timed_out: bool = False
     output_truncated_bytes: int = 0
 
+    @property
+    def label(self) -> str:
+        """How a student or TA finds this cell: "In [7]", the prompt the executed notebook shows."""
+        return cell_label(self.execution_count, self.index)
+
+    @property
+    def named(self) -> str:
+        """The label in a sentence: "cell In [7]" ("notebook cell 12" without a count)."""
+        return f"cell {self.label}" if self.execution_count else self.label
+
+
+def cell_label(execution_count: int | None, index: int) -> str:
+    """"In [7]" (the execution count nbclient gave the cell in the grader's run: what executed.ipynb and the
+    traceback's "Cell In[7]" show); "notebook cell 12" (0-based, markdown included) only for a cell that has
+    no count. Programs keep using `index`."""
+    return f"In [{execution_count}]" if execution_count else f"notebook cell {index}"
+
 
 @dataclass
 class ExecutionRecord:
@@ -48,6 +65,15 @@ class ExecutionRecord:
     @property
     def cell_errors(self) -> list[CellRecord]:
         return [c for c in self.cells if c.ename]
+
+    def cell_name(self, index: int) -> str:
+        """The notebook cell at `index` in a sentence ("cell In [7]"); for one that did not run, where it is:
+        "the code cell after In [6]" ("the first code cell" when none ran before it)."""
+        ran = {c.index: c for c in self.cells}
+        if index in ran and ran[index].execution_count:
+            return ran[index].named
+        before = [c for c in self.cells if c.index < index and c.execution_count]
+        return f"the code cell after {before[-1].label}" if before else "the first code cell"
 
     def to_json(self) -> dict:
         return asdict(self)

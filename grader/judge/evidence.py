@@ -89,6 +89,35 @@ def answer_text(nb: nbformat.NotebookNode | None) -> str | None:
     return "\n\n".join(found)[:3000] or None
 
 
+ANSWER_LABEL = re.compile(  # a label the student typed before the answer: "Answer:", "**Answer:**", "A:", "My answer:"
+    r"[ \t]*(?:#{1,6}[ \t]+)?(?P<open>\*{1,3}|_{1,3})?[ \t]*"
+    r"(?:(?:my|our|the|final)[ \t]+)?(?P<word>answer|explanation|ans|a)\b[ \t]*(?P<close1>\*{1,3}|_{1,3})?[ \t]*"
+    r"(?P<colon>:|[-\u2013\u2014](?=[ \t]))?[ \t]*(?P<close2>\*{1,3}|_{1,3})?", re.I)
+
+
+def answer_body(text: str | None) -> str | None:
+    """The answer without a leading label the student typed ("Answer:", "**Answer:**", "A:", "My answer:",
+    an "## Answer" line), for pages that show it under their own "Answer"/"Explanation" label. The stored
+    answer (answer_text, results.json) keeps the label: it is what the student wrote; pages drop it here.
+    Without a colon only a label alone on its line counts ("**Answer**" above the text); "A" and "Ans"
+    need a colon. An answer that is nothing but a label is returned as it is."""
+    if not text:
+        return text
+    m = ANSWER_LABEL.match(text)
+    if m is None:
+        return text
+    rest = text[m.end():]
+    closed = m.group("close1") or m.group("close2")
+    if m.group("colon") is None:
+        alone = rest.startswith(("\n", "\r")) or not rest.strip()
+        if not alone or m.group("word").lower() in ("a", "ans") or (m.group("open") and not closed):
+            return text
+    elif m.group("open") and not closed:  # "**Answer: the tokens cluster.**": keep the emphasis it opened
+        rest = m.group("open") + rest
+    body = rest.strip()
+    return body or text
+
+
 def _answers_after(cells, start: int, template: list[str]) -> list[str]:
     """The student's own markdown (5 words or more, not only a header) after cell `start`."""
     found = []

@@ -30,7 +30,7 @@ from flask import Flask, abort, g, redirect, render_template, request, send_file
 from grader.manual import evidence, outdir
 from grader.manual.store import Entry, ManualGradeError, ManualStore, ManualStoreError, entry_is_stale
 from grader.manual.student_view import student_view
-from grader.report.render import IMAGE_MIME
+from grader.report.render import IMAGE_MIME, answer_html
 from grader.report.totals import ManualMark, manual_mark
 
 __all__ = ["create_app", "serve", "student_view", "default_grader_name"]
@@ -183,7 +183,7 @@ def create_app(out_dir: Path | str, grader_name: str | None = None,
                       next_id=order[pos + 1] if pos + 1 < len(order) else None, next_pending=next_pending,
                       student=outdir.student_name(res), summary=res.summary, sub=res.submission, files=files,
                       embedded=embedded, listed=evidence.listed_images(out_dir, sid, nb, res, shown),
-                      answer=evidence.answer(res), view=student_view(out_dir, sid), verdicts=res.checks,
+                      answer=answer_html(evidence.answer(res)), view=student_view(out_dir, sid), verdicts=res.checks,
                       forms=forms, ta_points={c: e.points for c, e in entries.items()},
                       auto=res.score, auto_max=res.auto_max_score,
                       has_report=outdir.safe_path(out_dir, sid, "report.html") is not None,

@@ -129,11 +129,12 @@ def spheres(panels: Sequence, captions: Sequence[str]) -> str:
     """Student (top row) against reference (bottom row) at up to three layers, same token colours.
 
     `panels` are the judge's SpherePanels (layer, student [3, N] or None, reference [3, N]); `captions`
-    go under the student's spheres, e.g. "median 0.00°"."""
-    fig = _figure(7.2, 4.6)
-    fig.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=0.95, wspace=0.0, hspace=0.08)
+    go under the student's spheres, one line per comparison ("<0.01° from own-capture PCA (mlp_out)")."""
+    lines = max([str(c).count("\n") for c in captions] or [0])  # extra title lines under "student, layer N"
+    fig = _figure(7.2, 4.6 + 0.25 * lines)
+    fig.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=0.95 - 0.05 * lines, wspace=0.0, hspace=0.08)
     for i, (panel, text) in enumerate(zip(panels[:3], captions)):
-        caption = f"student, layer {panel.layer}" + (f" — {text}" if text else "")
+        caption = f"student, layer {panel.layer}" + (f"\n{text}" if text else "")
         _sphere_axis(fig, i + 1, panel.student, caption, "no projection\nfor this layer")
         _sphere_axis(fig, i + 4, panel.reference, f"reference, layer {panel.layer}", "no reference")
     return _to_uri(fig, 90)

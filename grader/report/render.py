@@ -62,6 +62,67 @@ def strip_ansi(text: str) -> str:
     return ANSI_ESCAPE.sub("", text)
 
 
+@lru_cache(maxsize=1)
+def _markdown():
+    """CommonMark (+ strikethrough, tables) with raw HTML shown as text, and no links, images or link
+    definitions: the answer is the student's text, and a page loads and links nothing it did not build."""
+    from markdown_it import MarkdownIt
+
+    return (MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"])
+            .disable(["image", "link", "autolink", "reference"]))
+
+
+def markdown_html(text: str | None):
+    """Student markdown as safe HTML (Markup): bold, italics, code, lists render; HTML tags are escaped."""
+    from markupsafe import Markup
+
+    return Markup(_markdown().render(text or ""))  # markdown-it escapes every text and attribute it emits
+
+
+def answer_html(text: str | None):
+    """The student's answer as the pages show it, under their own label: rendered markdown, without the
+    label the student typed ("**Answer:**", judge.evidence.answer_body); None when there is no answer."""
+    from grader.judge.evidence import answer_body
+
+    return markdown_html(answer_body(text)) if text and text.strip() else None
+
+
+GRADER_FRAME = re.compile(r"\s*File <grader-")  # a frame of the grader's kernel-side code (probe, Colab shim)
+LIBRARY_PREFIX = re.compile(r"(?<![\w.~-])/[^\s:'\"(),]*?/(?=(?:site|dist)-packages/)")
+STDLIB_PREFIX = re.compile(r"(?<![\w.~-])/[^\s:'\"(),]*?/lib/(?=python3\.\d+/)")
+
+
+def shown_traceback(frames: list[str] | None, max_chars: int = 6000) -> str:
+    """A cell's traceback as a student or TA reads it: colour codes stripped, no grader frame, library
+    paths short ("site-packages/torch/nn/modules/module.py", "python3.11/json/decoder.py"). The kernel
+    already hides the grader's wrappers (`__tracebackhide__` in probe.py and colab_env*.py), except the
+    innermost frame, which IPython always shows (a torch error raised inside the Colab shim's
+    __torch_function__): that one is dropped here. `frames`: IPython's list, one entry per frame.
+    Past `max_chars`, runs of library frames keep their first and last frame, so the student's own
+    frames ("Cell In[7]") and the exception lines always stay; then the middle is cut."""
+    kept = [strip_ansi(f) for f in frames or []]
+    kept = [STDLIB_PREFIX.sub("", LIBRARY_PREFIX.sub("", f)) for f in kept if not GRADER_FRAME.match(f)]
+    if len("\n".join(kept)) > max_chars:
+        kept = _fold_library_frames(kept)
+    text = "\n".join(kept)
+    if len(text) > max_chars:
+        text = text[:max_chars // 3] + "\n\n[… traceback shortened …]\n\n" + text[-2 * max_chars // 3:]
+    return text
+
+
+def _fold_library_frames(frames: list[str]) -> list[str]:
+    """Each run of 3 or more library frames ("File site-packages/...") as its first, a count, and its last."""
+    out, run = [], []
+    for f in frames + [""]:
+        if f.lstrip().startswith("File "):
+            run.append(f)
+            continue
+        out += run if len(run) < 3 else [run[0], f"    [… {len(run) - 2} library frames not shown …]\n", run[-1]]
+        run = []
+        out.append(f)
+    return out[:-1]
+
+
 def sentence(text: str) -> str:
     """Capitalise a reason's first word unless it is a name ('broken.ipynb', 'model.layers')."""
     return text[:1].upper() + text[1:] if re.match(r"[a-z]+(?![\w.])", text or "") else (text or "")

@@ -13,12 +13,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from grader.judge.evidence import remote_images
 from grader.judge.hooks import layer_ranges
 from grader.judge.projections import PROJECTION_MEDIAN_DEG, PROJECTION_P95_DEG
 from grader.judge.verdicts import Judgement
 from grader.report.totals import LatePolicy
-from grader.report.render import IMAGE_MIME, MAX_INLINE_IMAGE_BYTES, fmt_bytes, fmt_deg, image_uri, strip_ansi
+from grader.report.render import (IMAGE_MIME, MAX_INLINE_IMAGE_BYTES, answer_html, fmt_bytes, fmt_deg, image_uri,
+                                   shown_traceback, strip_ansi)
 from grader.spec.sites import SITES, TARGET_SITE, describe
 
 MAX_INLINE_GIF_BYTES = 5 * 1024 * 1024  # larger GIFs are shown as their first frame
@@ -49,15 +52,15 @@ class Page:
 
 
 def cell_error_rows(cells) -> dict:
-    """Cells that raised or timed out, with their tracebacks (colour codes stripped, length capped)."""
+    """Cells that raised or timed out, named as the executed notebook shows them ("In [7]"), with their
+    tracebacks as the student reads them (render.shown_traceback: no grader frames, short library paths,
+    length capped)."""
     failed = [c for c in cells if c.ename or c.timed_out]
     rows = []
     for c in failed[:MAX_ERROR_CELLS]:
-        tb = strip_ansi("\n".join(c.traceback or []))
-        if len(tb) > MAX_TRACEBACK_CHARS:
-            tb = tb[:MAX_TRACEBACK_CHARS // 3] + "\n\n[… traceback shortened …]\n\n" + tb[-2 * MAX_TRACEBACK_CHARS // 3:]
+        tb = shown_traceback(c.traceback, MAX_TRACEBACK_CHARS)
         title = f"{c.ename or 'Timeout'}: {strip_ansi(c.evalue or '')}" if c.ename else "timed out"
-        rows.append({"index": c.index, "count": c.execution_count, "title": title[:300],
+        rows.append({"index": c.index, "label": c.label, "title": title[:300],
                      "seconds": c.seconds, "timed_out": c.timed_out, "traceback": tb})
     return {"rows": rows, "more": max(0, len(failed) - MAX_ERROR_CELLS), "n_cells": len(cells)}
 
@@ -66,9 +69,11 @@ def cell_error_rows(cells) -> dict:
 
 
 def hook_table(page: Page) -> dict:
-    """Hook registrations grouped by place (module path with N for the layer), plus every hook."""
+    """Hook registrations grouped by place (module path with N for the layer), plus every hook; `cells`
+    names the cell each was registered in as the executed notebook shows it ("In [7]")."""
     hooks = page.judgement.execution.hooks or []
-    return {"groups": page.judgement.hook_groups, "all": hooks, "total": len(hooks)}
+    cells = {c.index: c.label for c in page.judgement.execution.cells}
+    return {"groups": page.judgement.hook_groups, "all": hooks, "total": len(hooks), "cells": cells}
 
 
 def site_strip(page: Page) -> dict:
@@ -125,6 +130,7 @@ def projection_section(page: Page) -> dict:
         if lp.note:
             notes_by_text.setdefault(lp.note, []).append(lp.layer)
     panels = page.judgement.spheres
+    captions = sphere_captions(page, panels, proj.reference)
     dev = proj.unit_norm_max_dev
     return {
         "present": True, "variable": proj.variable, "layout": proj.layout, "n_layers": proj.n_layers,
@@ -135,10 +141,41 @@ def projection_section(page: Page) -> dict:
                                                                                      if not lp.passed]),
         "median_threshold": PROJECTION_MEDIAN_DEG, "p95_threshold": PROJECTION_P95_DEG,
         "chart": chart, "layer_notes": [{"layers": layer_ranges(ls), "text": t} for t, ls in notes_by_text.items()],
-        "spheres": plots.spheres(panels, [f"median {fmt_deg(p.median_deg)}" if p.median_deg is not None else ""
-                                          for p in panels]) if panels else None,
+        "spheres": plots.spheres(panels, [c["short"] for c in captions]) if panels else None,
+        "sphere_captions": [c["long"] for c in captions if c["long"]],
         "sphere_note": page.judgement.sphere_note, "sphere_layers": [p.layer for p in panels],
     }
+
+
+def sphere_captions(page: Page, panels, reference: str) -> list[dict]:
+    """Per sphere panel, what its number is compared with: the verdict's median token angle (to the PCA of
+    the student's own captures, error carried forward, or to the reference), and, when the verdict was
+    against their own captures, the median angle to the reference row drawn below (the assignment's answer),
+    so a wrong hook site cannot read as a match. {"short": under the sphere, "long": a sentence for the page}."""
+    from grader.spec.geometry import token_angles
+
+    caps = page.judgement.comparison.captures
+    by_layer = {ls.layer: ls for ls in caps.layers} if caps else {}
+    out = []
+    for p in panels:
+        short, long = [], []
+        if p.median_deg is not None and reference == "own_captures":
+            ls = by_layer.get(p.layer)
+            site = "" if ls is None or ls.correct else (ls.site or "not resid_pre")
+            short.append(f"{fmt_deg(p.median_deg)} from own-capture PCA" + (f" ({site})" if site else ""))
+            long.append(f"{fmt_deg(p.median_deg)} to the PCA of the student's own captures"
+                        + (f" ({site}, not resid_pre)" if site else "") + ", which Part 5 is judged against")
+        elif p.median_deg is not None:
+            short.append(f"{fmt_deg(p.median_deg)} from the reference")
+            long.append(f"{fmt_deg(p.median_deg)} to the reference drawn below, which Part 5 is judged against")
+        if reference == "own_captures" and p.student is not None and p.reference is not None \
+                and p.student.shape == p.reference.shape:
+            to_ref = fmt_deg(float(np.median(token_angles(p.reference, p.student))))  # [N] angles -> median
+            short.append(f"{to_ref} from the reference below")
+            long.append(f"{to_ref} to the reference drawn below (resid_pre: the assignment's answer)")
+        out.append({"short": "\n".join(short),
+                    "long": f"Layer {p.layer}, median token angle: " + "; ".join(long) + "." if long else ""})
+    return out
 
 
 def gif_section(page: Page) -> dict:
@@ -244,14 +281,15 @@ def pasted_images(nb) -> list[tuple[int, str]]:
 
 
 def answer_section(page: Page) -> dict:
-    """The student's explanation (escaped, preformatted) beside what they saw on Colab (their GIF and the
-    images stored in the notebook they submitted) and a real trained model's dynamics on the prompt.
+    """The student's explanation (their markdown rendered, raw HTML escaped, without a label they typed)
+    beside what they saw on Colab (their GIF and the images stored in the notebook they submitted) and a
+    real trained model's dynamics on the prompt.
     The miniature's own metrics are never shown here: it is not what Qwen3-4B does."""
     view = page.judgement.evidence.submitted
     gif = None
     if view.gif is not None and view.gif.stat().st_size <= MAX_INLINE_GIF_BYTES:
         gif = "data:image/gif;base64," + base64.b64encode(view.gif.read_bytes()).decode("ascii")
-    return {"text": page.grade.summary.answer, "submitted_gif": gif,
+    return {"text": page.grade.summary.answer, "html": answer_html(page.grade.summary.answer), "submitted_gif": gif,
             "submitted_gif_name": view.gif.name if view.gif else None,
             "submitted_images": [{"cell": c, "src": src} for c, src in view.images],
             "stored_outputs": view.stored_outputs, "dynamics": real_model_panel()}

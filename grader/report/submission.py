@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 from grader.io import write_atomic
+from grader.judge.evidence import answer_body
 from grader.judge.verdicts import Judgement
 from grader.report import sections
 from grader.report.totals import LatePolicy
-from grader.report.render import fmt_bytes, or_empty, render, section, sentence
+from grader.report.render import answer_html, fmt_bytes, or_empty, render, section, sentence
 from grader.status import describe
 
 CHECK_STATUS_WORDS = {"passed": ("passed", "good"), "failed": ("failed", "bad"), "error": ("grader error", "warn"),
@@ -85,8 +86,11 @@ def header(page: sections.Page) -> dict:
 
 
 def check_rows(grade) -> list[dict]:
-    """The score table: one row per check with its feedback (manual checks say 'TA to grade')."""
+    """The score table: one row per check with its feedback (manual checks say 'TA to grade'). The note of
+    the TA check that shows the written answer ("Answer: ...") shows it as the student's rendered markdown."""
     rows = []
+    answer = grade.summary.answer
+    answer_note = f"Answer: {answer_body(answer)}" if answer else None
     for c in grade.checks:
         status = "manual" if c.manual else c.status
         label, tone = CHECK_STATUS_WORDS.get(status, (status, "warn"))
@@ -95,9 +99,11 @@ def check_rows(grade) -> list[dict]:
         feedback = c.output
         if feedback == f"Not graded: {grade.summary.reason or ''}":  # said once above the table instead
             feedback = ""
+        html = answer_html(answer) if c.manual and answer_note and (feedback or "").strip() == answer_note.strip() \
+            else None
         rows.append({"id": c.id, "title": c.title or c.id, "points": None if c.manual else c.points,
                      "max_points": c.max_points, "status_label": label, "tone": tone, "manual": c.manual,
-                     "feedback": feedback})
+                     "feedback": feedback, "feedback_answer": html})
     return rows
 
 
@@ -116,7 +122,9 @@ def facts(page: sections.Page) -> list[dict]:
     proj = cmp.projections if cmp else None
     if proj:
         passed = sum(lp.passed for lp in proj.layers)
-        out.append({"label": "projections", "value": f"{passed}/{n} layers match",
+        wrong_site = summary.captures_site is not None and summary.captures_layers_correct != n
+        against = " the PCA of its own captures" if proj.reference == "own_captures" and wrong_site else ""
+        out.append({"label": "projections", "value": f"{passed}/{n} layers match{against}",
                     "tone": "good" if passed == n and proj.n_layers == n else "bad"})
     else:
         out.append({"label": "projections", "value": "none found", "tone": "bad"})
@@ -154,7 +162,7 @@ def notes(page: sections.Page) -> list[dict]:
         out.append({"tone": "info", "text": f"Ran as written for Colab, adapted to the grader (no points lost): {adapted}."})
     for cell in rec.cells:
         if cell.output_truncated_bytes:
-            out.append({"tone": "info", "text": f"The output of cell {cell.index} was truncated "
+            out.append({"tone": "info", "text": f"The output of {cell.named} was truncated "
                                                 f"({fmt_bytes(cell.output_truncated_bytes)} not kept)."})
     caps = page.judgement.comparison.captures if page.judgement.comparison else None
     if caps and caps.note:

@@ -180,7 +180,7 @@ def _withheld_words(audience: str) -> str:
 def render_feedback(result: Result, sub_dir: Path, visibilities: dict[str, str], scores: Total,
                     audience: str) -> str:
     """The student's page (templates/feedback.html): self-contained, nothing of the reference."""
-    from grader.report.render import image_uri, render, section
+    from grader.report.render import answer_html, image_uri, render, section
     from grader.status import describe
 
     sub_dir = Path(sub_dir)
@@ -206,6 +206,7 @@ def render_feedback(result: Result, sub_dir: Path, visibilities: dict[str, str],
         "spheres": spheres,
         "gif": gif_uri,
         "gif_frames": result.summary.gif_frames,
+        "answer": answer_html(result.summary.answer),  # their markdown rendered, without a label they typed
         "any_withheld": any(r["withheld"] for r in rows),
     }
     return render(PAGE_NAME, ctx)

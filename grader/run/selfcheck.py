@@ -72,6 +72,15 @@ def format_table(grade, width: int = 100, visibilities: dict[str, str] | None = 
     return "\n".join(lines)
 
 
+def run_label(nb, index: int) -> str:
+    """The prompt the grader's run gives the cell at `index` ("In [9]"), as every reason and report names it:
+    code cells with source run top to bottom, one count each."""
+    from grader.execute.records import cell_label
+
+    count = sum(1 for c in nb.cells[:index + 1] if c.cell_type == "code" and c.source.strip())
+    return cell_label(count, index)
+
+
 def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
@@ -119,8 +128,9 @@ def run_self_check(notebook: Path, settings: Settings, out: Path | None = None, 
             sub.notebook = staged
     print(f"Self-check of {notebook} on the miniature Qwen3-4B (CPU, no download). This runs your notebook in a "
           "fresh kernel, as the grader will" + ("." if full or not skipped else
-          f"; cell {', '.join(map(str, skipped))}, the assignment's provided plotting code (unchanged), is skipped: "
-          "it only draws tokens.gif. `--full` runs every cell."), flush=True)
+          f"; {', '.join(run_label(nb, i) for i in skipped)} (counting code cells from the top), the assignment's "
+          "provided plotting code (unchanged), is skipped: it only draws tokens.gif. `--full` runs every cell."),
+          flush=True)
     settings.model, settings.workers, settings.report = "tiny", 1, False
     rubric = settings.load_rubric()
     try:

@@ -2,6 +2,7 @@
 
 import pytest
 
+from grader.judge.evidence import answer_body
 from grader.rubric.plugin import hint, show_to_ta, ta_check
 from grader.spec.assignment import NUM_LAYERS, NUM_TOKENS
 
@@ -91,4 +92,4 @@ NO_ANSWER = ("No written answer was found:" + hint(" add a markdown cell after y
 
 @ta_check("p5.explanation", "1-2 sentences on what happens to the tokens (graded by a TA)", points=5)
 def test_explanation(ctx, note):
-    show_to_ta(ctx.evidence.answer, NO_ANSWER, note, "Answer")
+    show_to_ta(answer_body(ctx.evidence.answer), NO_ANSWER, note, "Answer")  # "Answer: ..." once, not "Answer: **Answer:** ..."
