@@ -1,4 +1,4 @@
-"""The Colab environment shim (grader/execute/colab_env.py + colab_env_shell.py) in a real ipykernel:
+"""The Colab environment shim (grader/execute/colab_env.py + colab_env_shell.py + colab_env_tpu.py) in a real ipykernel:
 cells a Colab student writes, for a GPU runtime, run unchanged on the CPU with the miniature as
 Qwen/Qwen3-4B, and every adaptation is recorded. The recorder (probe.py) is installed first, as the
 executor does, and must not see the shim as tampering."""
@@ -300,6 +300,75 @@ def test_shell_lines_and_magics(gpu_kernel):
     assert counts["shell.pip"] == 5 and counts["shell.gpu"] == 3 and counts["shell.network"] == 3
 
 
+def test_tpu_code_runs_on_the_cpu_through_the_torch_xla_stand_in(gpu_kernel):
+    """torch_xla is not installed here: the notebook's imports get the stand-in, libraries still see none."""
+    k = gpu_kernel
+    out = k.cell(
+        "lib = {}\n"
+        "exec(compile('import importlib.util\\nr = importlib.util.find_spec(\"torch_xla\")', torch.__file__, 'exec'),"
+        " lib)\n"
+        "print('library sees', lib['r'])\n"
+        "import torch_xla\nimport torch_xla.runtime as xr\n"
+        "dev = torch_xla.device()\n"
+        "print(dev, torch_xla.devices(), xr.device_type(), xr.world_size(), xr.global_ordinal())\n"
+        "xm = torch_xla.core.xla_model  # reached from `import torch_xla` alone\n"
+        "print(xm.xrt_world_size(), xm.get_ordinal(), xm.is_master_ordinal(), xm.xla_device())\n"
+        "w = torch.nn.Parameter(torch.ones(2))\nopt = torch.optim.SGD([w], lr=0.5)\n(w * w).sum().backward()\n"
+        "xm.optimizer_step(opt)\ntorch_xla.sync()\nxm.mark_step()\n"
+        "x = torch.ones(2).to(dev)\nxm.save({'w': w.detach()}, 'xla_saved.pt')\n"
+        "print(w.detach().tolist(), x.device, torch.load('xla_saved.pt')['w'].tolist())\n"
+        "import torch_xla.distributed.xla_multiprocessing as xmp\n"
+        "xmp.spawn(lambda index, a: print('spawned', index, a), args=('arg',))\n"
+        "with torch_xla.amp.autocast(dev, dtype=torch.bfloat16):\n    y = torch.mm(torch.ones(2, 2), torch.ones(2, 2))\n"
+        "print(y.dtype, xm.get_memory_info(dev))\n"
+        "import transformers.utils.import_utils as iu\nprint('transformers sees', iu.is_torch_xla_available())\n")
+    assert out.startswith("library sees None\ncpu [device(type='cpu')] CPU 1 0\n1 0 True cpu\n"), out
+    assert "[0.0, 0.0] cpu [0.0, 0.0]\nspawned 0 arg\ntorch.float32 None\ntransformers sees False" in out, out
+    s = k.summary()
+    details = {(a["kind"], a["detail"]) for a in s["adaptations"]}
+    assert ("xla.device", "torch_xla.device() -> the CPU (the grader has no TPU; XLA code runs on the CPU)") in details
+    assert ("xla.call", "xm.optimizer_step() ran optimizer.step() (torch_xla stand-in)") in details
+    assert ("xla.call", "xm.get_memory_info() did nothing (torch_xla stand-in)") in details
+    assert ("xla.import", "import torch_xla.core.xla_model: the grader's stand-in (no TPU; runs on the CPU)") in details
+    assert not [d for kind, d in details if kind.startswith("device.") and "xla" in d]
+
+
+def test_flash_attention_runs_as_sdpa(gpu_kernel):
+    """attn_implementation='flash_attention_2' (load or set later) resolves to 'sdpa': the same hidden states
+    as a plain load; an unknown implementation is still refused as transformers refuses it."""
+    k = gpu_kernel
+    out = k.cell(
+        "mf = AutoModelForCausalLM.from_pretrained('Qwen/Qwen3-4B', dtype=torch.bfloat16, device_map='cuda',"
+        " attn_implementation='flash_attention_2')\n"
+        "ms = AutoModelForCausalLM.from_pretrained('Qwen/Qwen3-4B', dtype=torch.bfloat16)\n"
+        "ids = tokenizer('The residual stream of a transformer', return_tensors='pt').to('cuda')\n"
+        "with torch.no_grad():\n"
+        "    a = mf(**ids, output_hidden_states=True).hidden_states\n"
+        "    b = ms(**ids, output_hidden_states=True).hidden_states\n"
+        "print(mf.config._attn_implementation, len(a), all(torch.equal(x, y) for x, y in zip(a, b)))\n"
+        "ms.set_attn_implementation('flash_attention_2')\nprint(ms.config._attn_implementation)\n"
+        "try:\n    AutoModelForCausalLM.from_pretrained('Qwen/Qwen3-4B', attn_implementation='no_such_attention')\n"
+        "except ValueError as e:\n    print('refused:', str(e)[:60])\n"
+        "del mf, ms\n")
+    assert "sdpa 37 True\nsdpa\nrefused: Specified `attn_implementation=\"no_such_attention\"`" in out, out
+    flash = [a["detail"] for a in k.summary()["adaptations"] if a["kind"] == "attn.flash"]
+    assert flash and all(d.startswith("attn_implementation='flash_attention_2' ran as 'sdpa'") for d in flash), flash
+    assert not [d for d in flash if "no_such" in d]
+
+
+def test_pip_install_of_flash_attn_and_torch_xla_says_why_they_are_not_needed(gpu_kernel):
+    k = gpu_kernel
+    out = k.cell("!pip install -q flash-attn --no-build-isolation\n!MAX_JOBS=4 pip install flash_attn==2.7.3\n"
+                 "!pip install https://github.com/Dao-AILab/flash-attention/releases/download/v2.7.3/"
+                 "flash_attn-2.7.3+cu12torch2.5cxx11abiFALSE-cp311-cp311-linux_x86_64.whl\n"
+                 "%pip install torch_xla[tpu] -f https://storage.googleapis.com/libtpu-releases/index.html\n")
+    assert out.count("skipped, not needed on the grader: flash-attn needs a CUDA GPU, and attn_implementation="
+                     "\"flash_attention_2\" runs with PyTorch's SDPA attention here") == 3, out
+    assert "flash_attn==2.7.3: skipped" in out and "flash-attn: skipped" in out
+    assert "torch_xla[tpu]: skipped, not needed on the grader: there is no TPU here" in out, out
+    assert "is not installed and the grader has no network" not in out
+
+
 def test_the_recorder_sees_no_tampering(gpu_kernel):
     k = gpu_kernel
     assert k.value("len(__import__('sys').modules['__qgrader_probe__'].patched)") >= 5
@@ -323,6 +392,8 @@ def test_without_remap_nothing_device_related_changes(hf_home, tmp_path):
     ns_pkg = tmp_path / "site"
     (ns_pkg / "google" / "protobuf").mkdir(parents=True)
     (ns_pkg / "google" / "protobuf" / "__init__.py").write_text("VERSION = 'fake'\n")
+    (ns_pkg / "torch_xla").mkdir()  # a real torch_xla (a TPU grader): no stand-in
+    (ns_pkg / "torch_xla" / "__init__.py").write_text("VERSION = 'real xla'\n")
     workdir = tmp_path / "work"
     workdir.mkdir()
     pythonpath = os.pathsep.join(p for p in (str(ns_pkg), os.environ.get("PYTHONPATH")) if p)
@@ -339,11 +410,13 @@ def test_without_remap_nothing_device_related_changes(hf_home, tmp_path):
             " torch.cuda.is_available())\n"
             "import google.protobuf\nfrom google.colab import drive\nimport google.colab\n"
             "print(google.protobuf.VERSION, google.colab.drive is drive)\n"
+            "import torch_xla\nprint(torch_xla.VERSION)\n"
             "!pip install -q torch\n!nvidia-smi\n")
         assert "True 0 False" in out and "fake True" in out and "Requirement already satisfied: torch" in out
+        assert "real xla" in out
         assert "the grader runs this notebook on a CPU" not in out  # nvidia-smi runs for real here
         counts = k.summary()["counts"]
-        assert not any(kind.startswith(("device.", "cuda.")) or kind == "shell.gpu" for kind in counts), counts
+        assert not any(kind.startswith(("device.", "cuda.", "xla.")) or kind == "shell.gpu" for kind in counts), counts
         assert counts["shell.pip"] == 1 and counts["colab.import"] >= 2
     finally:
         k.close()

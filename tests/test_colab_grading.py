@@ -8,6 +8,10 @@ every adaptation in execution.json["environment"]), find captures however they a
 judge a changed prompt by its first differing token, not offer the Colab badge as the diagram, and
 leave the submitted file (with its stored outputs) untouched.
 
+Colab also gives students libraries they never install (scipy, pandas, seaborn, einops, plotly), a TPU
+runtime (torch_xla), flash attention and AutoModel's base model (fixtures/notebooks/colab_idioms.py): a
+correct notebook using any of them gets the plain solution's score, and what was adapted is recorded.
+
 One batch (session fixture) grades every Colab notebook once with `grade ... --workers 2 --no-report`.
 """
 
@@ -21,7 +25,10 @@ import nbformat
 import pytest
 
 from fixtures.notebooks.cells import COLAB_BADGE
-from fixtures.notebooks.colab import COLAB, NAMES, POINTS, build_colab, write_colab
+from fixtures.notebooks.colab import _OPTIONS, COLAB, IDIOMS, NAMES, POINTS, build_colab, write_colab
+from fixtures.notebooks.colab_outputs import PRINTED_BASE_MODEL, PRINTED_MODEL
+from grader.judge.evidence import printed_model
+from grader.report.submission import describe_environment
 from grader.rubric.config import CHECK_IDS, load_rubric
 from grader.spec.sites import SITE_NAMES
 
@@ -79,6 +86,7 @@ def _outputs_text(cell) -> str:
 
 def test_colab_catalog_shape():
     assert len(COLAB) >= 16 and all(re.fullmatch(r"colab_[a-z0-9_]+", n) for n in NAMES)
+    assert len(IDIOMS) == 7 and set(IDIOMS) < set(NAMES)
     rubric = load_rubric()
     assert POINTS == {cid: rubric[cid]["points"] for cid in POINTS}
     assert set(POINTS) | {"p2.diagram", "p5.explanation"} == set(CHECK_IDS)
@@ -97,7 +105,8 @@ def test_colab_notebooks_build_deterministically_as_colab_saves_them(tmp_path):
         nbformat.validate(nb)
         assert (nb.nbformat, nb.nbformat_minor) == (4, 0)
         meta = nb.metadata
-        assert meta["colab"]["provenance"] == [] and meta["colab"]["gpuType"] and meta["accelerator"] == "GPU"
+        assert meta["colab"]["provenance"] == [] and meta["colab"]["gpuType"]
+        assert meta["accelerator"] == _OPTIONS[name]["accelerator"] in ("GPU", "TPU")
         assert meta["kernelspec"] == {"name": "python3", "display_name": "Python 3"}
         assert meta["language_info"] == {"name": "python"}
         state = meta["widgets"][WIDGET_STATE]
@@ -215,3 +224,71 @@ def test_submitted_notebook_keeps_its_colab_outputs(colab_batch, name):
     kept = colab_batch.out / name / "submitted" / "notebook.ipynb"
     if kept.exists():  # the grader's copy of what the student saw on Colab
         assert nbformat.read(str(kept), as_version=4) == submitted
+
+
+# --------------------------------------------------------------------------------------------------
+# Colab's libraries, the TPU runtime, flash attention, AutoModel (colab_idioms.py)
+
+IDIOM_REPORT_WORDS = {"attn.flash": "flash attention ran as PyTorch's SDPA attention",
+                      "xla.device": "torch_xla (TPU) used", "device.map": "device_map at load mapped to the CPU",
+                      "shell.pip": "pip installs answered offline"}
+
+
+@pytest.mark.parametrize("name", IDIOMS)
+def test_idioms_score_as_the_plain_solution_and_their_adaptations_are_reported(colab_batch, name):
+    """Same score as the plain Colab solution (colab_magics: CPU code, nothing adapted) and every
+    automated check passed; what the grader adapted is in execution.json and in the report's words."""
+    plain, res = results(colab_batch, "colab_magics"), results(colab_batch, name)
+    assert failed_automated(plain) == [] and plain["score"] == sum(POINTS.values())
+    assert failed_automated(res) == [] and res["score"] == plain["score"], failures(res)
+    assert res["extra_data"]["status"] == "ok", res["extra_data"]["reason"]
+    adaptations = execution(colab_batch, name)["environment"]["adaptations"]
+    assert execution(colab_batch, name)["environment"]["errors"] == []
+    text = describe_environment(adaptations)
+    for kind in COLAB[name].expect["environment"]:
+        if kind in IDIOM_REPORT_WORDS:
+            assert IDIOM_REPORT_WORDS[kind] in text, text
+
+
+def test_tpu_notebook_runs_on_the_cpu_through_the_torch_xla_stand_in(colab_batch):
+    rec = execution(colab_batch, "colab_tpu_xla")
+    details = [a["detail"] for a in rec["environment"]["adaptations"]]
+    assert any(d.startswith("xm.xla_device() -> the CPU") for d in details), details
+    assert any(d.startswith("xm.mark_step() did nothing") for d in details), details
+    assert any("import torch_xla.core.xla_model" in d for d in details), details
+    assert rec["model"]["device"] == "cpu" and rec["model"]["dtype"] == "bfloat16"
+    executed = nbformat.read(str(colab_batch.out / "colab_tpu_xla" / "executed.ipynb"), as_version=4)
+    first = next(c for c in executed.cells if c.cell_type == "code" and "xla_device()" in c.source)
+    assert _outputs_text(first).startswith("cpu\nworld size: 1 ordinal: 0"), _outputs_text(first)
+
+
+def test_flash_attention_runs_as_sdpa_and_the_pip_line_says_why(colab_batch):
+    rec = execution(colab_batch, "colab_flash_attention_2")
+    flash = [a["detail"] for a in rec["environment"]["adaptations"] if a["kind"] == "attn.flash"]
+    assert len(flash) == 1 and flash[0].startswith("attn_implementation='flash_attention_2' ran as 'sdpa'"), flash
+    assert rec["model"]["dtype"] == "bfloat16"
+    caps = json.loads((colab_batch.out / "colab_flash_attention_2" / "comparison.json").read_text())["captures"]
+    assert caps["dtype"] == "bfloat16"  # judged against the bfloat16 golden (SDPA), as a plain bf16 load
+    executed = nbformat.read(str(colab_batch.out / "colab_flash_attention_2" / "executed.ipynb"), as_version=4)
+    pip = next(c for c in executed.cells if c.cell_type == "code" and "flash-attn" in c.source)
+    assert "flash-attn: skipped, not needed on the grader" in _outputs_text(pip), _outputs_text(pip)
+
+
+def test_automodel_base_model_is_the_assignments_model(colab_batch):
+    """AutoModel's Qwen3Model: p1 passes and says so, hooks on model.layers[i] are read as the layers."""
+    res = results(colab_batch, "colab_automodel_base")
+    assert execution(colab_batch, "colab_automodel_base")["model"]["class"] == "Qwen3Model"
+    assert "Qwen3Model (the base model without the LM head" in feedback(res, "p1.model_loaded")
+    assert res["extra_data"]["hook_sites"] == {"model.layers.N (forward pre-hook)": 36}
+    hooks = execution(colab_batch, "colab_automodel_base")["hooks"]
+    assert sorted(h["module"] for h in hooks) == sorted(f"layers.{i}" for i in range(36))
+
+
+def test_printed_base_model_is_found_where_it_starts():
+    """print(model) of a Qwen3Model after other output: the printed model starts at 'Qwen3Model('."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('layers:', 36)\nprint(model)", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="layers: 36\n" + PRINTED_BASE_MODEL)])])
+    assert printed_model(nb).startswith("Qwen3Model(\n  (embed_tokens)")
+    causal = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(model)", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="note\n" + PRINTED_MODEL)])])
+    assert printed_model(causal).startswith("Qwen3ForCausalLM(\n  (model): Qwen3Model(")

@@ -8,9 +8,11 @@ the kit tests are skipped here and fail in CI (CI=true)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
+import tomllib
 import zipfile
 from importlib.metadata import version
 from pathlib import Path
@@ -24,6 +26,7 @@ RUNS = {  # notebook -> extra grade-check arguments
     "correct_real_plot": [],
     "wrong_site_mlp": [],
     "wrong_prompt": [],
+    "correct_sklearn": [],  # sklearn.decomposition.PCA: Colab preinstalls it, so the kit must have it
 }
 
 
@@ -35,6 +38,10 @@ def _missing(what: str, detail: str):
 
 def _bin(venv: Path, name: str) -> Path:
     return venv / ("Scripts" if os.name == "nt" else "bin") / (name + (".exe" if os.name == "nt" else ""))
+
+
+def _dist_name(requirement: str) -> str:
+    return re.split(r"[ <>=!~;\[(]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
 def _clean_env(extra: dict) -> dict:
@@ -109,6 +116,14 @@ def test_the_wheel_has_the_grader_and_frozen_goldens_and_no_solution(kit):
         assert f"grader/judge/frozen/golden-{dtype}.npz" in names
     assert "miniature/tiny.py" in names and "miniature/hf_cache.py" in names and "miniature/golden/projections.npz" in names
     assert "grade-check = grader.run.selfcheck:check_main" in entry_points
+    # the wheel requires what the grader's kernels have (pyproject's dependencies, Colab's libraries among
+    # them), less the TA tools
+    with zipfile.ZipFile(wheel) as zf:
+        metadata = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    required = {_dist_name(line.split(":", 1)[1]) for line in metadata.splitlines() if line.startswith("Requires-Dist:")}
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert required == {_dist_name(d) for d in project["dependencies"]} - {"flask"}
+    assert {"scikit-learn", "scipy", "pandas", "einops"} <= required
     readme = (wheel.parent / "README.md").read_text()
     assert f"pip install {wheel.name}" in readme and "grade-check my_notebook.ipynb --full" in readme
     assert readme.index("pip install torch") < readme.index(f"pip install {wheel.name}")
@@ -140,6 +155,14 @@ def test_correct_notebook_skips_the_provided_plotting_cell_and_passes(kit_runs):
     assert any("grade-check skipped this cell" in c.source for c in executed.cells)
     page = (run.out_dir / "report.html").read_text()  # the student's page, not the TA's report
     assert "Automated checks" in page and "reference, layer" not in page and "Traceback" not in run.stdout
+
+
+def test_a_scikit_learn_notebook_passes_in_the_kit(kit_runs):
+    """The kit's venv has only the wheel and torch: scikit-learn (and Colab's other libraries) come with it."""
+    run = kit_runs["correct_sklearn"]
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "ModuleNotFoundError" not in run.stdout and "✗" not in run.stdout, run.stdout[-3000:]
+    assert "✓    p5.projection_match" in run.stdout and "✓    p1.model_loaded" in run.stdout
 
 
 def test_wrong_site_names_what_is_wrong_without_the_answer(kit_runs):

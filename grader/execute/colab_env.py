@@ -14,7 +14,16 @@ installed leaves its exception in `errors` (list of str) and the other parts sti
 
 Kinds: with remap_cuda only: device.tensor, device.module, device.batch, device.factory, device.map,
 device.default, device.load, cuda.query, cuda.call, cuda.autocast, shell.gpu; always: colab.import,
-colab.drive, colab.userdata, colab.call, hf.login, shell.pip, shell.network.
+colab.drive, colab.userdata, colab.call, hf.login, shell.pip, shell.network, attn.flash; where torch_xla is
+not really importable: xla.import, xla.device, xla.call (colab_env_tpu.py: Colab's TPU runtime).
+
+Attention (always). attn_implementation="flash_attention_2" (or _3, or a flash kernel from the Hub) that
+transformers refuses here (flash-attn is a CUDA-only package, absent on the grader) runs as "sdpa":
+PreTrainedModel._check_and_adjust_attn_implementation, where transformers checks and resolves the
+requested implementation (from __init__ and set_attn_implementation), first tries what the notebook
+asked and only on its refusal resolves "sdpa" instead. Flash attention and SDPA compute the same
+attention, so the residual stream agrees within the dtype's tolerance. Where flash-attn works (a GPU
+grader with it installed) nothing changes.
 
 Devices (remap_cuda only). A `torch.overrides.TorchFunctionMode`, entered once for the rest of the
 kernel's life (torch keeps the mode stack per thread: the kernel's main thread, where cells run),
@@ -48,20 +57,26 @@ MAX_RECORDS = 200
 GPU_NAME = "CPU (the grader has no GPU; CUDA code runs on the CPU)"
 
 
+KERNEL_FILES = ("colab_env.py", "colab_env_shell.py", "colab_env_tpu.py")  # concatenated, in this order
+
+
 def kernel_source() -> str:
-    """Grader side only: the complete kernel source, this file followed by colab_env_shell.py."""
+    """Grader side only: the complete kernel source, this file followed by colab_env_shell.py and
+    colab_env_tpu.py."""
     from pathlib import Path
 
     here = Path(__file__).resolve().parent
-    return (here / "colab_env.py").read_text() + "\n\n" + (here / "colab_env_shell.py").read_text()
+    return "\n\n".join((here / name).read_text() for name in KERNEL_FILES)
 
 
 def install(config: dict) -> None:
     import sys
     import types
 
-    if "_install_shell" not in globals():
-        raise RuntimeError("colab_env_shell.py was not appended: send colab_env.kernel_source() to the kernel")
+    missing = [name for name in ("_install_shell", "_install_xla") if name not in globals()]
+    if missing:
+        raise RuntimeError(f"{', '.join(missing)} missing: colab_env_shell.py and colab_env_tpu.py were not appended; "
+                           "send colab_env.kernel_source() to the kernel")
 
     old = sys.modules.get(ENV_MODULE)
     if old is not None and getattr(old, "nonce", None) == config["nonce"]:
@@ -84,6 +99,7 @@ def install(config: dict) -> None:
     sys.modules[ENV_MODULE] = env
     steps = [globals()["_install_colab"], globals()["_install_shell"]]  # from colab_env_shell.py
     steps += [_install_devices] if config.get("remap_cuda") else []
+    steps += [_install_attention, globals()["_install_xla"]]  # _install_xla: from colab_env_tpu.py
     for step in steps:
         try:
             step(config, env, record)
@@ -95,23 +111,21 @@ def install(config: dict) -> None:
 # Devices
 
 
-def _install_devices(config: dict, env, record) -> None:
+def _notebook_test():
+    """from_notebook(frame): whether the code running in `frame` is the notebook's own (a cell:
+    /tmp/ipykernel_*/..., <ipython-input-...>, <timed exec>) rather than a library's (the stdlib,
+    site-packages, torch's folder) or the grader's ("<grader..." sources, "<frozen ...>" modules)."""
     import os
     import site
-    import sys
     import sysconfig
-    import time
-    import types
 
     import torch
-    from torch.overrides import TorchFunctionMode
 
     lib_dirs = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     lib_dirs |= set(getattr(site, "getsitepackages", lambda: [])()) | {site.getusersitepackages()}
     lib_dirs.add(os.path.dirname(os.path.dirname(torch.__file__)))
     lib_dirs = tuple(os.path.join(d, "") for d in lib_dirs if d)
-
-    own = _install_devices.__code__.co_filename
+    own = _notebook_test.__code__.co_filename
 
     def from_notebook(frame) -> bool:
         name = frame.f_code.co_filename if frame is not None else ""
@@ -120,6 +134,20 @@ def _install_devices(config: dict, env, record) -> None:
         if name.startswith("<"):
             return not name.startswith(("<grader", "<frozen"))
         return bool(name) and not name.startswith(lib_dirs)
+
+    return from_notebook
+
+
+def _install_devices(config: dict, env, record) -> None:
+    import os
+    import sys
+    import time
+    import types
+
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    from_notebook = _notebook_test()
 
     def is_cuda(d) -> bool:
         if isinstance(d, str):
@@ -321,3 +349,32 @@ def _install_devices(config: dict, env, record) -> None:
         return real_check(new)
 
     mu.check_and_set_device_map = check_and_set_device_map
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention implementation
+
+FLASH_REASON = ("flash-attn is a CUDA-only package and the grader cannot run it; PyTorch's SDPA attention computes "
+                "the same attention (the residual stream agrees within the dtype's tolerance)")
+
+
+def _install_attention(config: dict, env, record) -> None:
+    import transformers.modeling_utils as mu
+
+    base = mu.PreTrainedModel
+    real = base._check_and_adjust_attn_implementation
+
+    def _check_and_adjust_attn_implementation(self, attn_implementation, is_init_check=False, allow_all_kernels=False):
+        try:
+            return real(self, attn_implementation, is_init_check, allow_all_kernels)
+        except (ImportError, ValueError, RuntimeError, OSError) as refused:
+            if not (isinstance(attn_implementation, str) and "flash" in attn_implementation.lower()):
+                raise
+            applied = real(self, "sdpa", is_init_check, allow_all_kernels)
+            record("attn.flash", f"attn_implementation={attn_implementation!r} ran as {applied!r} in "
+                                 f"{type(self).__name__} (transformers refused it here: {type(refused).__name__}): "
+                                 f"{FLASH_REASON}")
+            return applied
+
+    _check_and_adjust_attn_implementation.__wrapped__ = real
+    base._check_and_adjust_attn_implementation = _check_and_adjust_attn_implementation

@@ -1,15 +1,22 @@
-"""Second half of the kernel-side environment shim (see colab_env.py): the google.colab stand-ins,
+"""Second part of the kernel-side environment shim (see colab_env.py): the google.colab stand-ins,
 huggingface_hub.login offline, and `!cmd` / `x = !cmd` / `%pip`. Self-contained source with no
 `from __future__` line and no imports from this project: it is appended to colab_env.py's source
 (`colab_env.kernel_source()`), whose `install(config)` calls `_install_colab` and `_install_shell`.
 
 Shell lines are overridden at IPython's designed points: `shell.system` and `shell.getoutput` on the
 instance (`!cmd` and `x = !cmd` call them) and a `pip` line magic registered over IPython's. Package
-installs are answered from importlib.metadata, never from the network; nvidia-smi (with remap_cuda)
+installs are answered from importlib.metadata, never from the network (flash-attn and torch_xla, when
+absent, are answered with why the grader does not need them: NOT_NEEDED); nvidia-smi (with remap_cuda)
 and network commands print why they did not run; any other command runs as before.
 """
 
 TOKEN_PLACEHOLDER = "hf_qgrader_offline_placeholder_token"  # what userdata.get() returns
+NOT_NEEDED = {  # packages (PEP 503 names) a notebook installs for a GPU or TPU that the grader stands in for
+    "flash-attn": "not needed on the grader: flash-attn needs a CUDA GPU, and attn_implementation="
+                  "\"flash_attention_2\" runs with PyTorch's SDPA attention here (the same residual stream)",
+    "torch-xla": "not needed on the grader: there is no TPU here, and torch_xla calls run on the grader's CPU stand-in",
+    "libtpu": "not needed on the grader: there is no TPU here, and torch_xla calls run on the grader's CPU stand-in",
+}
 COLAB_MODULES = ("drive", "userdata", "files", "output", "auth", "patches", "data_table")
 
 # ---------------------------------------------------------------------------------------------
@@ -164,16 +171,29 @@ def _install_shell(config: dict, env, record) -> None:
             return tokens[2:]
         return None
 
+    def not_needed(name: str, req: str):
+        """Why the grader skips a package it stands in for (flash-attn, torch_xla) when it is not installed."""
+        why = NOT_NEEDED.get(re.sub(r"[-_.]+", "-", name).lower())
+        if why is None:
+            return None
+        try:
+            importlib.metadata.distribution(name)
+            return None  # really installed (a GPU grader with flash-attn): answered as usual
+        except importlib.metadata.PackageNotFoundError:
+            return f"{req}: skipped, {why}"
+
     def requirement(req: str) -> str:
         req = req.split(";")[0].strip()
         m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)", req)
         if not m or "://" in req or "/" in req or req.endswith((".whl", ".tar.gz", ".zip")):
-            return f"{req} is not installed and the grader has no network; skipped"
+            wheel = re.match(r"[A-Za-z0-9._]+?(?=-\d)", req.rstrip("/").rsplit("/", 1)[-1])  # flash_attn-2.7.3+cu12...whl
+            return (wheel and not_needed(wheel.group(0), req)) or \
+                f"{req} is not installed and the grader has no network; skipped"
         name, spec = m.group(1), m.group(3).strip()
         try:
             dist = importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
-            return f"{req} is not installed and the grader has no network; skipped"
+            return not_needed(name, req) or f"{req} is not installed and the grader has no network; skipped"
         version = dist.version
         try:
             from packaging.specifiers import SpecifierSet

@@ -60,8 +60,9 @@ def printed_model(nb: nbformat.NotebookNode | None) -> str | None:
             continue
         text = _cell_text_outputs(cell)
         if all(marker in text for marker in PRINTED_MODEL_MARKERS):
-            start = text.find("Qwen3ForCausalLM(")
-            return text[start if start >= 0 else 0:][:4000]
+            # print(model) of AutoModelForCausalLM's Qwen3ForCausalLM, or of AutoModel's Qwen3Model (no LM head)
+            starts = [i for i in (text.find("Qwen3ForCausalLM("), text.find("Qwen3Model(")) if i >= 0]
+            return text[min(starts, default=0):][:4000]
     return None
 
 

@@ -191,6 +191,8 @@ ENVIRONMENT_WORDS = (  # (kinds, what a TA reads; {n} is how often)
     (("hf.login",), "the Hugging Face login skipped (the grader is offline)"),
     (("shell.pip",), "pip installs answered offline"),
     (("shell.network",), "network shell commands skipped"),
+    (("attn.flash",), "flash attention ran as PyTorch's SDPA attention (the same residual stream)"),
+    (("xla.import", "xla.device", "xla.call"), "torch_xla (TPU) used {n} time(s), run on the CPU by the grader's stand-in"),
 )
 
 
