@@ -148,7 +148,7 @@ def check(args, hf_home: Path, src: Path) -> None:
 
 def profile_frame() -> None:
     """Frames of the provided cell (the miniature's layer-35 projection, 3 frames a run) in this process:
-    seconds a frame with each combination of fastplot's three changes (unprofiled, best of 3 round-robin runs), then
+    seconds a frame with each combination of fastplot's four changes (unprofiled, best of 3 round-robin runs), then
     where savefig's time goes in a full and a fast frame (cProfile, cumulative, matplotlib's functions)."""
     import cProfile
     import io
@@ -194,11 +194,14 @@ def profile_frame() -> None:
 
     per_frame()  # warm: fonts, mplot3d
     profiled("full render")
-    classes = (backend_agg.RendererAgg, backend_agg.FigureCanvasAgg)
+    from mpl_toolkits.mplot3d import art3d
+
+    classes = (backend_agg.RendererAgg, backend_agg.FigureCanvasAgg, art3d.Text3D)
     originals = {(c, n): c.__dict__.get(n) for c in classes for n in list(c.__dict__) + ["draw_idle"]}
     fastplot.install({"nonce": "bench"})  # matplotlib is imported already: patched at once
     fast_module = sys.modules[fastplot.FAST_MODULE]
-    groups = {"labels": ["RendererAgg.draw_text"], "metrics": ["RendererAgg.get_text_width_height_descent"],
+    groups = {"labels": ["RendererAgg.draw_text"], "tight": ["Text3D.draw"],
+              "metrics": ["RendererAgg.get_text_width_height_descent"],
               "idle": [k for k in fast_module.patched if k.startswith("FigureCanvasAgg.")]}
     patched = {(next(c for c in classes if c.__name__ == k.split(".")[0]), k.split(".")[1]): new
                for k, new in fast_module.patched.items()}
@@ -213,7 +216,7 @@ def profile_frame() -> None:
                 else:
                     setattr(owner, name, new)
 
-    combos = [set(on) for n in range(4) for on in itertools.combinations(groups, n)]
+    combos = [set(on) for n in range(len(groups) + 1) for on in itertools.combinations(groups, n)]
     best = [float("inf")] * len(combos)
     for _ in range(3):  # round-robin, so that a change in the machine's load hits every combination alike
         for i, on in enumerate(combos):
@@ -221,7 +224,7 @@ def profile_frame() -> None:
             best[i] = min(best[i], per_frame())
     print(f"seconds a frame, best of 3 round-robin runs of 3 frames ({load()}):")
     for on, b in zip(combos, best):
-        print(f"  {' + '.join(g for g in groups if g in on) or 'none (a full render)':<26} {b:.3f} s   "
+        print(f"  {' + '.join(g for g in groups if g in on) or 'none (a full render)':<32} {b:.3f} s   "
               f"{best[0] / b:.2f}x")
     use(set(groups))
     profiled("fast path")

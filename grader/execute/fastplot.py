@@ -11,13 +11,18 @@ The assignment's provided plotting cell draws 404 token labels in 3-D on each of
 run spends about 80 % of its time on them and the rest of a tight `plt.savefig` (measured in
 bench/RESULTS.md, "fastplot"). What changes, on the Agg classes every PNG is drawn with (the kernel's
 Agg backend, the inline backend, `savefig(..., format="png")` from any canvas), at the methods a
-backend is meant to provide:
+backend is meant to provide (and one artist's draw):
 
 * `RendererAgg.draw_text` does not rasterise the glyphs of 3-D text (mplot3d's `Text3D`, what
   `ax.text(x, y, z, s)` makes): those labels are blank in the frames. `Text.draw` lays a text out
   before it calls `draw_text`, so the layout, its warnings and its errors (a label with bad mathtext)
   are those of a normal run; and the tight bounding box never reads pixels, so frame sizes are too.
   Any other text (tick labels, titles, annotations, a diagram drawn with matplotlib) is drawn as usual.
+* `Text3D.draw` does nothing in a pass with drawing disabled (the renderer's `_draw_disabled`, which
+  is how `savefig(bbox_inches="tight")` measures the figure before drawing it): a Text3D adds nothing
+  to the bounding box (its `get_tightbbox` is None) and is laid out, with the same warnings and errors,
+  when the figure is drawn for real right after. (`fig.draw_without_rendering()`, which no real draw
+  follows, would then not raise a label's layout error.)
 * `RendererAgg.get_text_width_height_descent` of plain text is cached across renderers, keyed by the
   string, the font properties, the dpi and the rcParams that pick the font file and its hinting.
   matplotlib caches the same values per renderer; every figure, and each of the two passes of a tight
@@ -46,7 +51,6 @@ from __future__ import annotations
 FAST_MODULE = "__qgrader_fastplot__"
 ENV_MODULE = "__qgrader_env__"
 AGG_MODULE = "matplotlib.backends.backend_agg"
-TEXT3D_MODULE = "mpl_toolkits.mplot3d.art3d"
 LABEL_KIND = "plot.labels"
 LABEL_DETAIL = "3-D text labels laid out but not rasterised: the grader's frames show no labels"
 MAX_CACHED = 100_000  # text metrics kept (a few hundred bytes each)
@@ -64,7 +68,7 @@ def install(config: dict) -> None:
     if old is not None and getattr(old, "nonce", None) == config["nonce"]:
         return  # installed already
     fast = types.ModuleType(FAST_MODULE)
-    fast.nonce, fast.patched, fast.blanked = config["nonce"], {}, 0
+    fast.nonce, fast.patched = config["nonce"], {}
     sys.modules[FAST_MODULE] = fast
     if AGG_MODULE in sys.modules:
         _patch_safely(fast)
@@ -85,14 +89,12 @@ class _AfterImport:
             return None
         if self in sys.meta_path:
             sys.meta_path.remove(self)
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            spec = find(fullname, path, target) if find is not None else None
-            if spec is not None:
-                break
-        else:
+        try:
+            spec = next((s for f in sys.meta_path if (s := getattr(f, "find_spec", lambda *a: None)(
+                fullname, path, target)) is not None), None)
+        except Exception:  # noqa: BLE001 - let the import machinery find it (and say why not) itself
             return None
-        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
             spec.loader = _ThenLoader(spec.loader, self.then)
         return spec
 
@@ -133,18 +135,22 @@ def _patch(fast) -> None:
     import matplotlib
     from matplotlib import font_manager
     from matplotlib.backends import backend_agg
+    from mpl_toolkits.mplot3d import art3d  # matplotlib.projections imports it anyway
 
     renderer_cls, canvas_cls = backend_agg.RendererAgg, backend_agg.FigureCanvasAgg
     real_draw_text = renderer_cls.draw_text
     real_metrics = renderer_cls.get_text_width_height_descent
 
-    def is_3d_text(mtext) -> bool:
-        art3d = sys.modules.get(TEXT3D_MODULE)  # no 3-D axes yet: no 3-D text either
-        return art3d is not None and isinstance(mtext, art3d.Text3D)
+    real_text3d_draw = art3d.Text3D.draw
+
+    def text3d_draw(self, renderer):
+        if "draw_text" in getattr(renderer, "__dict__", {}):  # drawing disabled: a tight savefig measuring
+            self._renderer, self.stale = renderer, False  # what Text.draw leaves behind
+            return None  # a Text3D adds nothing to the bounding box (get_tightbbox is None); laid out when drawn
+        return real_text3d_draw(self, renderer)
 
     def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
-        if is_3d_text(mtext):  # laid out already (Text.draw), its glyphs are not rasterised
-            fast.blanked += 1
+        if isinstance(mtext, art3d.Text3D):  # laid out already (Text.draw), its glyphs are not rasterised
             env = sys.modules.get(ENV_MODULE)
             record = getattr(env, "record", None) if getattr(env, "nonce", None) == fast.nonce else None
             if record is not None:
@@ -198,7 +204,7 @@ def _patch(fast) -> None:
         pending.discard(self)
         return real_draw(self)
 
-    patches = [(renderer_cls, "draw_text", draw_text),
+    patches = [(art3d.Text3D, "draw", text3d_draw), (renderer_cls, "draw_text", draw_text),
                (renderer_cls, "get_text_width_height_descent", get_text_width_height_descent),
                (canvas_cls, "draw_idle", draw_idle), (canvas_cls, "draw", draw)]
     for name in ("buffer_rgba", "tostring_argb", "copy_from_bbox", "restore_region", "get_renderer"):
