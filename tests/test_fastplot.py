@@ -125,3 +125,40 @@ def test_verdicts_are_those_of_a_full_render_and_the_report_says_why_the_labels_
     note = "re-ran the plotting cell with its 3-D token labels drawn blank"
     assert note in (runs["fast"] / "report.html").read_text()
     assert note not in (runs["full"] / "report.html").read_text()
+
+
+IN_A_FRESH_PROCESS = '''
+import json, sys, warnings
+from grader.execute import fastplot
+fastplot.install({"nonce": "t"})  # before matplotlib is imported: patched when the Agg backend is
+assert "matplotlib" not in sys.modules
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+fig = plt.figure(figsize=(6, 6))
+ax = fig.add_subplot(111, projection="3d")
+label = ax.text(0, 0, 0, "token")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    label.set_rasterized(True)  # Text3D.draw still says it supports rasterization
+plt.savefig(sys.argv[1], bbox_inches="tight")
+print(json.dumps({"patched": sorted(sys.modules[fastplot.FAST_MODULE].patched),
+                  "warnings": [str(w.message) for w in caught],
+                  "buffer": list(__import__("numpy").asarray(fig.canvas.buffer_rgba()).shape)}))
+'''
+
+
+def test_installed_before_matplotlib_it_patches_on_import_and_keeps_what_artists_declare(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", IN_A_FRESH_PROCESS, str(tmp_path / "f.png")], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert found["patched"] == sorted(
+        ["Text3D.draw", "RendererAgg.draw_text", "RendererAgg.get_text_width_height_descent",
+         "FigureCanvasAgg.draw_idle", "FigureCanvasAgg.draw", "FigureCanvasAgg.buffer_rgba",
+         "FigureCanvasAgg.tostring_argb", "FigureCanvasAgg.copy_from_bbox", "FigureCanvasAgg.restore_region",
+         "FigureCanvasAgg.get_renderer"]), found
+    assert found["warnings"] == [] and found["buffer"] == [600, 600, 4], found

@@ -214,9 +214,7 @@ def _patch(fast) -> None:
     for owner, name, new in patches:
         real = getattr(owner, name)
         for attr in ("__name__", "__qualname__", "__doc__"):
-            try:
-                setattr(new, attr, getattr(real, attr))
-            except (AttributeError, TypeError):
-                pass
+            setattr(new, attr, getattr(real, attr, None) or getattr(new, attr))
+        new.__dict__.update(getattr(real, "__dict__", {}))  # e.g. Text3D.draw's _supports_rasterization
         setattr(owner, name, new)
         fast.patched[f"{owner.__name__}.{name}"] = new
