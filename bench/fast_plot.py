@@ -52,11 +52,15 @@ def write_notebooks(folder: Path, kinds) -> list[Path]:
     from fixtures.notebooks import build
     from fixtures.notebooks.plot_variants import variant, with_plotting_cells
 
+    from grader.spec.template import is_provided_plotting_cell
+
     base = build("correct_real_plot")
     paths = []
     for i, kind in enumerate(kinds):
         path = folder / f"nb{i}_{kind}.ipynb"
-        nbformat.write(with_plotting_cells(base, [variant(kind)]), str(path))
+        source = variant(kind)
+        assert is_provided_plotting_cell(source) == (kind == "provided"), kind  # the batch is half variants
+        nbformat.write(with_plotting_cells(base, [source]), str(path))
         paths.append(path)
     return paths
 
