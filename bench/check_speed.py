@@ -5,11 +5,13 @@
 Side by side in one run, alternating: (a) the notebook run bare with nbclient in a fresh kernel, with
 the environment `grade` gives its kernels (same HF_HOME with the miniature, same thread count, no
 sandbox, no instrumentation; bench/grade_overhead.py's `bare_env`), and (b) `grade-check NOTEBOOK`
-(`python -m grader.run.selfcheck`: sandboxed instrumented kernel, the provided plotting cell skipped
-when unchanged, extraction, judging, the rubric, the feedback page). Whole-process wall times
+(`python -m grader.run.selfcheck`: sandboxed instrumented kernel, every cell, the plotting cell's 3-D
+labels drawn blank (grader/execute/fastplot.py; before it, an unchanged provided cell was skipped),
+extraction, judging, the rubric, the feedback page). Whole-process wall times
 (`time.perf_counter` around each subprocess), one warm-up check first (HF cache, goldens, page cache).
 Prints per-side medians, the ratio of the medians and the median of the per-pair ratios check/bare
-(goal <= 0.5). `--full` measures `grade-check --full` instead (every cell runs: the overhead).
+(goal <= 0.5). `--full` measures `grade-check --full` instead (labels drawn too: the overhead).
+bench/fast_plot.py measures the same against a notebook whose plotting cell is a student's variant.
 """
 
 from __future__ import annotations

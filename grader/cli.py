@@ -46,6 +46,9 @@ def _run_options(p: argparse.ArgumentParser, out_default: str | None) -> None:
                    help="do not run kernels as an unprivileged user in namespaces (resource limits still apply)")
     p.add_argument("--rubric", type=Path, help="a rubric.toml overriding points or disabling checks")
     p.add_argument("--no-report", action="store_true", help="skip the per-submission HTML reports")
+    p.add_argument("--full-render", action="store_true", help="draw the 3-D token labels on the frames the "
+                   "plotting cell makes (slower); by default they are drawn blank, with the same number of frames, "
+                   "sizes, variables and errors")
     p.add_argument("--allow-download", action="store_true",
                    help="let the grader (never a student kernel) download --model from the Hugging Face hub")
 
@@ -71,8 +74,8 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     p = parsers["check"] = argparse.ArgumentParser(prog="grade check", description="Check one notebook before "
                                                    "submitting it, on the miniature model, and print the verdicts.")
     p.add_argument("notebook", type=Path)
-    p.add_argument("--full", action="store_true", help="also run the assignment's provided plotting cell "
-                   "(skipped by default when unchanged: it takes most of the time and is not the student's work)")
+    p.add_argument("--full", dest="full_render", action="store_true", help="the same as --full-render: draw the "
+                   "3-D token labels of tokens.gif's frames too (by default they are blank)")
     _run_options(p, None)
     p = parsers["summarize"] = argparse.ArgumentParser(prog="grade summarize", description="Rebuild grades.csv, "
                                                        "grades_detail.csv and index.html (after merging shard folders, "
@@ -134,7 +137,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """Settings of the arguments, validated (UsageError: nothing runs, nothing is written)."""
     settings = Settings(model=args.model, device=args.device, workers=args.workers, cell_timeout=args.cell_timeout,
                         timeout=args.timeout, memory_gb=args.memory, isolate=not args.no_isolation,
-                        rubric=args.rubric.resolve() if args.rubric else None, report=not args.no_report)
+                        rubric=args.rubric.resolve() if args.rubric else None, report=not args.no_report,
+                        full_render=args.full_render)
     settings.validate()
     return settings
 
@@ -186,7 +190,7 @@ def run_verb(verb: str, args: argparse.Namespace) -> int:
     if verb == "check":
         from grader.run.selfcheck import run_self_check
 
-        return run_self_check(args.notebook, settings_from(args), out=args.out, full=args.full)
+        return run_self_check(args.notebook, settings_from(args), out=args.out)
     if verb == "summarize":
         from grader.report.gradebook import ManualPendingError, write_class_outputs
         from grader.spec.errors import UsageError

@@ -113,6 +113,7 @@ class Settings:
     rubric: Path | None = None  # a rubric.toml overriding points or disabling checks
     report: bool = True  # write report.html per submission
     golden_cache: Path | None = None  # where goldens are cached (default: the project cache)
+    full_render: bool = False  # draw the plotting cell's 3-D labels too (slower); default: frames with blank labels
 
     def validate(self) -> None:
         """Check every value before any work starts; UsageError lists each bad one, what was expected and
@@ -172,7 +173,7 @@ class Settings:
         return ExecuteConfig(hf_home=self.hf_home(), cell_timeout=self.cell_timeout, notebook_timeout=self.timeout,
                              threads=max(1, (os.cpu_count() or 1) // max(1, self.workers)),
                              sandbox=sandbox_cfg, sandbox_mode=sandbox.mode,
-                             remap_cuda=not self.device.startswith("cuda"))
+                             remap_cuda=not self.device.startswith("cuda"), fast_plot=not self.full_render)
 
     def model_warnings(self) -> list[str]:
         """What an instructor should hear about --model before grading with it."""

@@ -143,16 +143,19 @@ def test_reference_and_fixtures_are_not_importable_in_the_kit(kit, tmp_path):
 # ---- grade-check in the kit ----------------------------------------------------------------------
 
 
-def test_correct_notebook_skips_the_provided_plotting_cell_and_passes(kit_runs):
+def test_correct_notebook_runs_the_provided_plotting_cell_with_blank_labels_and_passes(kit_runs):
+    from grader.spec.template import PROVIDED_PLOTTING_CELL
+
     run = kit_runs["correct_real_plot"]
     assert run.returncode == 0, run.stdout[-3000:]
-    assert "the assignment's provided plotting code (unchanged), is skipped" in run.stdout
-    gif_line = next(line for line in run.stdout.splitlines() if "p5.gif" in line and "/5" in line)
-    assert "not run (the provided plotting cell was skipped; --full runs it)" in gif_line
-    assert "✓    p3.captures_match" in run.stdout and "✗" not in run.stdout
-    assert "Automated checks: 80 of 80 points - all passed. Not run: p5.gif" in run.stdout
+    assert "the frames of tokens.gif are drawn with their 3-D token labels blank" in " ".join(run.stdout.split())
+    assert "✓    p5.gif" in run.stdout and "36 frames" in run.stdout  # judged on the GIF this run wrote
+    assert "✓    p3.captures_match" in run.stdout and "✗" not in run.stdout and "not run" not in run.stdout
+    assert "Automated checks: 85 of 85 points - all passed." in run.stdout
     executed = nbformat.read(run.out_dir / "executed.ipynb", as_version=4)
-    assert any("grade-check skipped this cell" in c.source for c in executed.cells)
+    assert any(c.source == PROVIDED_PLOTTING_CELL for c in executed.cells)  # ran as the student wrote it
+    execution = (run.out_dir / "execution.json").read_text()
+    assert '"plot.labels"' in execution
     page = (run.out_dir / "report.html").read_text()  # the student's page, not the TA's report
     assert "Automated checks" in page and "reference, layer" not in page and "Traceback" not in run.stdout
 
@@ -196,7 +199,7 @@ def test_another_prompt_is_explained_not_a_crash(kit_runs):
 def test_the_template_is_the_provided_cell_and_recognised_up_to_cosmetics():
     from fixtures.notebooks import build
     from fixtures.notebooks import cells as C
-    from grader.spec.template import PROVIDED_PLOTTING_CELL, is_provided_plotting_cell, skip_provided_plotting
+    from grader.spec.template import PROVIDED_PLOTTING_CELL, is_provided_plotting_cell
 
     assert PROVIDED_PLOTTING_CELL == C.real_plot("pcas")
     assert is_provided_plotting_cell(C.real_plot("proj"))  # another variable fed to it
@@ -209,11 +212,8 @@ def test_the_template_is_the_provided_cell_and_recognised_up_to_cosmetics():
     assert not is_provided_plotting_cell(C.real_plot("pcas").replace("dpi=100", "dpi=50"))
     assert not is_provided_plotting_cell("%matplotlib inline\n" + C.real_plot("pcas"))
     assert not is_provided_plotting_cell(C.real_plot("pcas") + "\nprint(len(frames))")
-    nb = build("correct_real_plot")
-    trimmed, skipped = skip_provided_plotting(nb)
-    assert len(skipped) == 1 and "grade-check skipped" in trimmed.cells[skipped[0]].source
-    assert nb.cells[skipped[0]].source == PROVIDED_PLOTTING_CELL  # the original is untouched
-    assert skip_provided_plotting(build("seed_notebook"))[1] == []  # the seed edited its loop: it runs
+    assert [is_provided_plotting_cell(c.source) for c in build("correct_real_plot").cells].count(True) == 1
+    assert not any(is_provided_plotting_cell(c.source) for c in build("seed_notebook").cells)  # edited loop
 
 
 def test_usage_errors_exit_2(tmp_path, capsys):

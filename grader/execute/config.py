@@ -26,6 +26,7 @@ class ExecuteConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     keep_workdir: bool = False  # for debugging
     remap_cuda: bool = True  # run CUDA code on the CPU (False when the grader has a GPU: nothing is remapped)
+    fast_plot: bool = True  # draw 3-D text labels blank (fastplot.py: same frames, sizes, errors); False: full render
 
     def to_json(self) -> dict:
         d = asdict(self)

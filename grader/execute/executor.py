@@ -1,7 +1,8 @@
 """Execute one submission in a fresh, instrumented kernel and read back what it captured.
 
     working dir (fresh temp) <- copies of the submission's attachments
-    kernel: [hidden] probe.install -> student cells, top to bottom, errors allowed -> [hidden] extract
+    kernel: [hidden] probe.install, colab_env.install (+ fastplot.install unless --full-render)
+            -> student cells, top to bottom, errors allowed -> [hidden] extract
     out/<id>/executed.ipynb, extracted.npz, execution.json (+ files/ with tokens.gif and images)
 
 Nothing is judged here. Whatever happens, the result is an ExecutionRecord with a status.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import nbformat
 
-from grader.execute import colab_env, extract, probe
+from grader.execute import colab_env, extract, fastplot, probe
 from grader.execute.config import ExecuteConfig, kernel_env
 from grader.execute.kernel import CellOutcome, HiddenCodeError, KernelDiedError, KernelSession
 from grader.execute.records import CellRecord, ExecutionRecord
@@ -34,6 +35,7 @@ from grader.status import Status
 PROBE_SOURCE = Path(probe.__file__).read_text()
 EXTRACT_SOURCE = Path(extract.__file__).read_text()
 ENV_SOURCE = colab_env.kernel_source()
+FASTPLOT_SOURCE = Path(fastplot.__file__).read_text()
 
 
 def hidden_call(source: str, function: str, config: dict) -> str:
@@ -154,6 +156,9 @@ class Executor:
             try:
                 kernel.run_hidden(hidden_call(PROBE_SOURCE, "install", probe_cfg), timeout=self.cfg.probe_timeout)
                 kernel.run_hidden(hidden_call(ENV_SOURCE, "install", env_cfg), timeout=self.cfg.probe_timeout)
+                if self.cfg.fast_plot:  # frames drawn with blank 3-D labels (grader/execute/fastplot.py)
+                    kernel.run_hidden(hidden_call(FASTPLOT_SOURCE, "install", {"nonce": probe_cfg["nonce"]}),
+                                      timeout=self.cfg.probe_timeout)
             except (HiddenCodeError, TimeoutError) as exc:
                 rec.status = Status.GRADER_ERROR
                 rec.reason = f"the grader's recorder could not be installed in the kernel ({exc}); not graded"

@@ -188,7 +188,7 @@ def gif_section(page: Page) -> dict:
     size = info.path.stat().st_size
     out = {"present": True, "name": info.path.name, "frames": info.frames, "expected": page.n_layers,
            "size": list(info.size) if info.size else None, "bytes": fmt_bytes(size), "origin": info.origin,
-           "error": info.error, "first_frame_only": False, "src": None,
+           "error": info.error, "first_frame_only": False, "src": None, "note": blank_labels_note(page),
            "display_width": min(max(info.size[0] if info.size else 360, 260), 360)}
     if info.error:
         return out
@@ -197,6 +197,20 @@ def gif_section(page: Page) -> dict:
     else:
         out["src"], out["first_frame_only"] = plots.first_frame_png(info.path), True
     return out
+
+
+def blank_labels_note(page: Page) -> str | None:
+    """Why the grader's frames have no labels (grader/execute/fastplot.py drew them), or None."""
+    if page.judgement.evidence.gif.origin == "attachment":
+        return None  # the GIF the student attached: not drawn by the grader
+    n = ((page.judgement.execution.environment or {}).get("counts") or {}).get("plot.labels", 0)
+    if not n:
+        return None
+    own = page.judgement.evidence.submitted.gif
+    return (f"The grader re-ran the plotting cell with its 3-D token labels drawn blank ({n} labels, to grade "
+            "faster; frame count and size are those of a normal run; `grade --full-render` draws them). "
+            + (f"The student's own {own.name} is under \"What the student saw\"." if own is not None
+               else "The student submitted no GIF of their own."))
 
 
 # --- the TA's evidence ------------------------------------------------------------------------

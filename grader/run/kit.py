@@ -63,14 +63,15 @@ pip install {wheel}
 ## Check your notebook
 
 ```bash
-grade-check my_notebook.ipynb            # about a minute; skips the provided plotting cell
-grade-check my_notebook.ipynb --full     # runs every cell, the plotting code too (a minute or two more)
+grade-check my_notebook.ipynb            # about a minute; the GIF's token labels are drawn blank
+grade-check my_notebook.ipynb --full     # draws the labels too (a second or so more per frame)
 ```
 
-Put your diagram image next to the notebook. Your notebook runs unchanged: it loads
-`Qwen/Qwen3-4B` and gets the miniature. By default the assignment's provided plotting code is
-skipped when you left it unchanged (it only draws `tokens.gif`), and `p5.gif` shows as "not run";
-`--full` runs it. The command exits with 0 when every check that ran passed, 1 otherwise.
+Put your diagram image next to the notebook. Your notebook runs unchanged, every cell of it: it
+loads `Qwen/Qwen3-4B` and gets the miniature. The plotting cell runs as you wrote it, but its
+frames are drawn with the 404 token labels blank, which is several times faster and changes neither
+the number of frames nor their size, so `p5.gif` is checked; the `tokens.gif` you upload is your
+own Colab one. The command exits with 0 when every automated check passed, 1 otherwise.
 
 Before the due date some feedback says what is wrong but not how to fix it. The diagram and the
 written answer are graded by your TA after you submit. A feedback page (`feedback.html`) is

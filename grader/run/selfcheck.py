@@ -1,15 +1,16 @@
 """`grade-check my_notebook.ipynb [--full]` (also `grade check`): a student's check on a laptop CPU.
 
-Runs the notebook on the miniature Qwen3-4B exactly as the grader will (fresh kernel, same checks),
-prints each check (✓/✗, points, feedback at the rubric's `self_check` visibility), lists what a TA
-still grades by hand, writes the student's page (report.html: the feedback page of
-grader/run/feedback.py, not the TA's report), and exits 0 only when every automated
-check that ran passes (1 otherwise, 2 on a usage error: no such file, not a notebook).
+Runs the notebook on the miniature Qwen3-4B exactly as the grader will (fresh kernel, every cell,
+same checks), prints each check (✓/✗, points, feedback at the rubric's `self_check` visibility), lists
+what a TA still grades by hand, writes the student's page (report.html: the feedback page of
+grader/run/feedback.py, not the TA's report), and exits 0 only when every automated check passes (1
+otherwise, 2 on a usage error: no such file, not a notebook).
 
-By default the assignment's provided plotting cell is skipped when it is unchanged (see
-grader/spec/template.py): it draws the 36 labelled frames of tokens.gif, most of the run time, and
-judges nothing else, so `p5.gif` is reported as not run. `--full` runs every cell. The skip happens
-before execution: the cell's source is replaced by a comment in a copy of the notebook.
+The plotting cell runs as written, whether it is the assignment's provided code or the student's
+variant of it, as it does in `grade`: its frames are drawn with the 3-D token labels blank
+(grader/execute/fastplot.py), which makes them several times cheaper and changes neither the number of
+frames, their size, the files, the variables nor the errors, so `p5.gif` is judged. `--full` draws the
+labels too (`grade --full-render`).
 """
 
 from __future__ import annotations
@@ -26,17 +27,15 @@ from grader.intake.submission import Submission
 from grader.settings import Settings, folder_arg, grader_version
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-GIF_CHECK = "p5.gif"
-NOT_RUN = "not run (the provided plotting cell was skipped; --full runs it)"
 
 
 def _symbols() -> dict[str, str]:
     enc = (getattr(sys.stdout, "encoding", None) or "ascii").lower()
     try:
         "✓✗…–".encode(enc)
-        return {"passed": "✓", "failed": "✗", "error": "!", "manual": "…", "not_run": "–"}
+        return {"passed": "✓", "failed": "✗", "error": "!", "manual": "…"}
     except (UnicodeEncodeError, LookupError):
-        return {"passed": "PASS", "failed": "FAIL", "error": "ERR ", "manual": "TODO", "not_run": "SKIP"}
+        return {"passed": "PASS", "failed": "FAIL", "error": "ERR ", "manual": "TODO"}
 
 
 def _submission(notebook: Path) -> Submission:
@@ -48,16 +47,12 @@ def _submission(notebook: Path) -> Submission:
     return sub
 
 
-def format_table(grade, width: int = 100, visibilities: dict[str, str] | None = None,
-                 not_run: set[str] = frozenset()) -> str:
+def format_table(grade, width: int = 100, visibilities: dict[str, str] | None = None) -> str:
     """One row per check; the feedback (at each check's visibility) of anything not passed, wrapped underneath."""
     sym = _symbols()
     visibilities = visibilities or {}
     lines = []
     for c in grade.checks:
-        if c.id in not_run:
-            lines.append(f"  {sym['not_run']:<4} {c.id:<22} {'-/' + format(c.max_points, 'g'):>6}  {NOT_RUN}")
-            continue
         vis = visibilities.get(c.id, "full")
         mark = sym.get(c.status, "?")
         pts = f"-/{c.max_points:g}" if c.manual else f"{c.points:g}/{c.max_points:g}"
@@ -70,15 +65,6 @@ def format_table(grade, width: int = 100, visibilities: dict[str, str] | None = 
             lines.append(f"  {mark:<4} {c.id:<22} {pts:>6}")
             lines += textwrap.wrap(text, width - 8, initial_indent="        ", subsequent_indent="        ")
     return "\n".join(lines)
-
-
-def run_label(nb, index: int) -> str:
-    """The prompt the grader's run gives the cell at `index` ("In [9]"), as every reason and report names it:
-    code cells with source run top to bottom, one count each."""
-    from grader.execute.records import cell_label
-
-    count = sum(1 for c in nb.cells[:index + 1] if c.cell_type == "code" and c.source.strip())
-    return cell_label(count, index)
 
 
 def _clip(text: str, n: int) -> str:
@@ -103,34 +89,24 @@ def _read_notebook(notebook: Path):
 
 
 def run_self_check(notebook: Path, settings: Settings, out: Path | None = None, full: bool = False) -> int:
-    """Check one notebook; 0 when every automated check that ran passed, 1 otherwise. UsageError (exit 2
-    in the CLIs) when the file is missing or not a notebook."""
-    import nbformat
-
+    """Check one notebook; 0 when every automated check passed, 1 otherwise. UsageError (exit 2 in the
+    CLIs) when the file is missing or not a notebook. `full` (or settings.full_render) draws the plotting
+    cell's 3-D labels too."""
     from grader.judge.golden import GoldenUnavailable
     from grader.pipeline import grade_one
     from grader.rubric.config import visibility
-    from grader.spec.template import skip_provided_plotting
 
     notebook = Path(notebook)
-    nb = _read_notebook(notebook)
+    _read_notebook(notebook)
     out_root = Path(out) if out else Path(tempfile.mkdtemp(prefix="grade-self-check-"))
     sub = _submission(notebook)
     out_dir = out_root / sub.id
     shutil.rmtree(out_dir, ignore_errors=True)
-    skipped: list[int] = []
-    if not full:
-        trimmed, skipped = skip_provided_plotting(nb)
-        if skipped:  # run a copy whose provided plotting cell is a comment; the file name stays the student's
-            staged = out_root / ".notebook" / notebook.name
-            staged.parent.mkdir(parents=True, exist_ok=True)
-            nbformat.write(trimmed, str(staged))
-            sub.notebook = staged
-    print(f"Self-check of {notebook} on the miniature Qwen3-4B (CPU, no download). This runs your notebook in a "
-          "fresh kernel, as the grader will" + ("." if full or not skipped else
-          f"; {', '.join(run_label(nb, i) for i in skipped)} (counting code cells from the top), the assignment's "
-          "provided plotting code (unchanged), is skipped: it only draws tokens.gif. `--full` runs every cell."),
-          flush=True)
+    settings.full_render = settings.full_render or full
+    print(f"Self-check of {notebook} on the miniature Qwen3-4B (CPU, no download). This runs every cell of your "
+          "notebook in a fresh kernel, as the grader will" + ("." if settings.full_render else
+          "; the frames of tokens.gif are drawn with their 3-D token labels blank, which is several times faster "
+          "and changes neither their number nor their size. `--full` draws the labels too."), flush=True)
     settings.model, settings.workers, settings.report = "tiny", 1, False
     rubric = settings.load_rubric()
     try:
@@ -140,19 +116,15 @@ def run_self_check(notebook: Path, settings: Settings, out: Path | None = None, 
         print(f"\nYour notebook ran, but it cannot be checked here: {exc}.")
         print(_prompt_difference(out_dir))
         return EXIT_FAILED
-    not_run = {GIF_CHECK} if skipped else set()
-    not_run = {c.id for c in grade.checks if c.id in not_run and c.status != "passed"}
     vis = {c.id: visibility(rubric, c.id, "self_check") for c in grade.checks}
     print(f"\nNotebook: {grade.status} - {grade.reason}")
-    print(format_table(grade, visibilities=vis, not_run=not_run))
-    ran = [c for c in grade.checks if not c.manual and c.id not in not_run]
+    print(format_table(grade, visibilities=vis))
+    ran = [c for c in grade.checks if not c.manual]
     passed = all(c.status == "passed" for c in ran)
     points = sum(c.points for c in ran)
     possible = sum(c.max_points for c in ran)
     print(f"\nAutomated checks: {points:g} of {possible:g} points"
-          + (" - all passed." if passed else f" - {sum(c.status != 'passed' for c in ran)} to fix.")
-          + (f" Not run: {', '.join(sorted(not_run))} ({sum(c.max_points for c in grade.checks if c.id in not_run):g}"
-             " points; --full runs it)." if not_run else ""))
+          + (" - all passed." if passed else f" - {sum(c.status != 'passed' for c in ran)} to fix."))
     if grade.manual_checks:
         print("Graded by a TA after you submit:")
         for c in grade.manual_checks:
@@ -198,8 +170,8 @@ def check_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="grade-check", description="Check your notebook before you submit it: runs it "
                                 "on a miniature Qwen3-4B on your CPU, exactly as the grader will, and prints each check.")
     p.add_argument("notebook", type=Path, help="your notebook (.ipynb); put your diagram image next to it")
-    p.add_argument("--full", action="store_true", help="also run the assignment's provided plotting cell when it is "
-                   "unchanged (it draws tokens.gif: a minute or two more); skipped by default")
+    p.add_argument("--full", action="store_true", help="draw the 3-D token labels on the frames of tokens.gif too, as "
+                   "on Colab (slower: about a second more per frame); by default they are left blank, which changes no verdict")
     p.add_argument("--out", type=folder_arg, help="keep the outputs (feedback page, executed notebook) in this folder")
     p.add_argument("--cell-timeout", type=float, default=300.0, help="seconds per cell (default 300)")
     p.add_argument("--timeout", type=float, default=1200.0, help="seconds for the whole notebook (default 1200)")

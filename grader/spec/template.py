@@ -2,19 +2,21 @@
 
 Part 5 ends with plotting code the students are given ("The rest of the plotting code is provided"):
 one 6 x 6 in frame per layer with the 404 token labels drawn in 3-D at dpi 100, then `tokens.gif`.
-It takes most of a notebook's run time (2 to 3 s a frame on one core) and judges nothing the other
-checks do not, so the student self-check skips it when the student left it as given.
+Drawing the labels is most of a notebook's run time; `grade` and `grade-check` run this cell (or
+whatever variant of it the student wrote) as written and draw the labels blank
+(grader/execute/fastplot.py), so nothing here decides what runs. The fixtures build their plotting
+cells from PROVIDED_PLOTTING_CELL, and the benchmarks tell the provided cell from a variant with
+`is_provided_plotting_cell`.
 
 "As given" is decided on the syntax tree, so whitespace, comments, blank lines and the quoting of
 strings do not matter, and neither does the name of the variable the student feeds it
 (`projected_values = pcas[layer_idx]`, `proj[layer_idx]`, ...). Anything else (a changed loop, a
-skipped frame, an extra statement, a magic) makes it the student's own code, and it runs.
+skipped frame, an extra statement, a magic) makes it the student's own variant.
 """
 
 from __future__ import annotations
 
 import ast
-import copy
 
 from grader.spec.assignment import LABELS
 
@@ -57,12 +59,6 @@ PROVIDED_PLOTTING_CELL = (
     'imageio.mimsave("tokens.gif", images, duration=1.0)'
 )
 
-# What a skipped cell holds instead (a comment: running it does nothing).
-SKIPPED_SOURCE = (
-    "# grade-check skipped this cell: it is the assignment's provided plotting code, unchanged.\n"
-    "# It only draws the frames of tokens.gif (2 to 3 s a frame); `grade-check NOTEBOOK --full` runs it."
-)
-
 FED_VARIABLE = "__projections__"  # what the fed variable's name becomes before comparing
 
 
@@ -101,17 +97,3 @@ def is_provided_plotting_cell(source) -> bool:
     if "projected_values" not in text or "mimsave" not in text:  # cheap: most cells are not it
         return False
     return _shape(text) == _TEMPLATE_SHAPE
-
-
-def skip_provided_plotting(nb):
-    """(a copy of the notebook with every unchanged provided plotting cell replaced by a comment, the
-    indices of those cells). The notebook passed in is not changed."""
-    out = copy.deepcopy(nb)
-    skipped = []
-    for index, cell in enumerate(out.cells):
-        if cell.get("cell_type") == "code" and is_provided_plotting_cell(cell.get("source", "")):
-            cell["source"] = SKIPPED_SOURCE
-            cell["outputs"] = []
-            cell["execution_count"] = None
-            skipped.append(index)
-    return out, skipped
