@@ -69,6 +69,8 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     _canvas_option(p)
     p.add_argument("--resume", action="store_true", help="skip submissions already graded in --out")
     p.add_argument("--shard", type=_shard, help="grade the K-th of N slices (K/N), e.g. for a Slurm array")
+    p.add_argument("--no-class-outputs", action="store_true", help="leave grades.csv, grades_detail.csv and "
+                   "index.html to a later `grade summarize` (what `grade slurm`'s array tasks do)")
     p = parsers["check"] = argparse.ArgumentParser(prog="grade check", description="Check one notebook before "
                                                    "submitting it, on the miniature model, and print the verdicts.")
     p.add_argument("notebook", type=Path)
@@ -153,7 +155,7 @@ def run_verb(verb: str, args: argparse.Namespace) -> int:
         from grader.run.batch import grade_paths
 
         outcomes = grade_paths(args.paths, args.out, settings_from(args), resume=args.resume, shard_spec=args.shard,
-                               canvas_assignment=args.canvas_assignment)
+                               canvas_assignment=args.canvas_assignment, class_outputs=not args.no_class_outputs)
         return EXIT_GRADER_ERRORS if any(o.status == "grader_error" for o in outcomes) else EXIT_OK
     if verb == "check":
         from grader.run.selfcheck import run_self_check

@@ -172,8 +172,10 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def grade_paths(paths: list[Path], out: Path, settings: Settings, resume: bool = False,
-                shard_spec: tuple[int, int] | None = None, canvas_assignment: str | None = None, log=print) -> list[Outcome]:
-    """`grade PATH...`: find the submissions, compute the golden once, grade them all, write the class outputs.
+                shard_spec: tuple[int, int] | None = None, canvas_assignment: str | None = None, log=print,
+                class_outputs: bool = True) -> list[Outcome]:
+    """`grade PATH...`: find the submissions, compute the golden once, grade them all, write the class outputs
+    (unless class_outputs is False: a Slurm array task, whose summarize job writes them once).
 
     Raises UsageError when nothing gradable was found."""
     from concurrent.futures import ThreadPoolExecutor
@@ -211,13 +213,16 @@ def grade_paths(paths: list[Path], out: Path, settings: Settings, resume: bool =
         outcomes = Batch(cfg, log=log).run(subs)
     finally:
         discovery.cleanup()
+    errors = [o for o in outcomes if o.status == Status.GRADER_ERROR]
+    done = f"done: {len(outcomes)} graded ({sum(o.skipped for o in outcomes)} resumed); {len(errors)} grader error(s)."
+    if not class_outputs:
+        log(f"{done} Class outputs left to `grade summarize {out}`")
+        return outcomes
     written = write_class_outputs(out, rubric=settings.rubric,
                                   **({"canvas_assignment": canvas_assignment} if canvas_assignment else {}))
     for warning in written.warnings:
         log(f"warning: {warning}")
     if written.pending:
         log(f"note: {written.pending} manual item(s) await a TA: grade review {out} (or grade manual {out} --export)")
-    errors = [o for o in outcomes if o.status == Status.GRADER_ERROR]
-    log(f"done: {len(outcomes)} graded ({sum(o.skipped for o in outcomes)} resumed); "
-        f"{len(errors)} grader error(s). Class overview: {written.paths['index']}; Canvas: {written.paths['csv']}")
+    log(f"{done} Class overview: {written.paths['index']}; Canvas: {written.paths['csv']}")
     return outcomes
