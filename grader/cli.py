@@ -9,6 +9,7 @@
     grade student-kit KIT_DIR            the self-check kit for students: a wheel (no solution inside) and a README
     grade gradescope-bundle FILE.zip     write Gradescope's autograder zip
     grade gradescope-run                 grade inside Gradescope's container
+    grade slurm PATH... --shards N       a Slurm job array that grades in N shards, then summarizes (--submit)
     grade --version                      the grader's version
 """
 
@@ -71,6 +72,8 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--resume", action="store_true", help="grade only what --out lacks: the submissions not graded, "
                    "interrupted or ended in a grader error (with the --rubric and --canvas-assignment recorded there)")
     p.add_argument("--shard", type=shard_arg, help="grade the K-th of N slices (K/N), e.g. for a Slurm array")
+    p.add_argument("--no-class-outputs", action="store_true", help="leave grades.csv, grades_detail.csv and "
+                   "index.html to a later `grade summarize` (what `grade slurm`'s array tasks do)")
     p = parsers["check"] = argparse.ArgumentParser(prog="grade check", description="Check one notebook before "
                                                    "submitting it, on the miniature model, and print the verdicts.")
     p.add_argument("notebook", type=Path)
@@ -116,7 +119,50 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     p = parsers["gradescope-run"] = argparse.ArgumentParser(prog="grade gradescope-run",
                                                             description="Grade inside Gradescope's /autograder layout.")
     _run_options(p, None)
+    _slurm_parser(parsers)
     return parsers
+
+
+def _slurm_parser(parsers: dict[str, argparse.ArgumentParser]) -> None:
+    p = parsers["slurm"] = argparse.ArgumentParser(
+        prog="grade slurm", description="Write OUT/slurm/grade.sbatch (a job array: task K grades --shard K/N into "
+        "OUT) and OUT/slurm/summarize.sbatch (grade summarize OUT, after the whole array); --submit submits both.")
+    p.add_argument("paths", nargs="+", type=Path, help="notebooks, folders, zips (Canvas downloads welcome)")
+    p.add_argument("--shards", type=int, required=True, metavar="N", help="array tasks, each grading 1/N of the class")
+    p.add_argument("--submit", action="store_true", help="submit both scripts with sbatch (default: only write them)")
+    p.add_argument("--only-task", type=_task_list, metavar="K[,K...]",
+                   help="submit only these array tasks (a rerun of failed or timed-out ones), then summarize again")
+    slurm = p.add_argument_group("scheduler options (written as #SBATCH lines)")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--account", help="e.g. def-yourpi on the Alliance clusters")
+    slurm.add_argument("--time", help="per task, e.g. 02:00:00 (also the summarize job's limit)")
+    slurm.add_argument("--cpus-per-task", type=int, help="per task; also each task's --workers unless given")
+    slurm.add_argument("--mem", help="per task, e.g. 32G")
+    slurm.add_argument("--gres", help="per task, e.g. gpu:1 for the real model (with --device cuda --memory 0)")
+    slurm.add_argument("--sbatch-line", action="append", default=[], metavar="'#SBATCH ...'",
+                       help="an extra line for both scripts (repeatable)")
+    slurm.add_argument("--activate", action="append", default=[], metavar="'SHELL LINE'", help="a line that sets up "
+                       "the environment in the job, e.g. 'module load python/3.11' (repeatable)")
+    slurm.add_argument("--venv", type=Path, metavar="DIR", help="a virtual environment to activate in the job "
+                       "(default without --activate/--venv: this interpreter, by its absolute path)")
+    grading = p.add_argument_group("grading options (passed to every task's `grade`)")
+    _run_options(grading, Path("grading"))
+    _canvas_option(grading)
+    p.set_defaults(workers=None)  # a task's default is its --cpus-per-task, not this login node's CPUs
+
+
+def _task_list(text: str) -> list[int]:
+    try:
+        return [int(k) for k in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--only-task expects task numbers such as 3 or 2,5, got {text!r}") from None
+
+
+def _grading_dests() -> list[str]:
+    """The dest of every option `_run_options` defines, but --out (the slurm verb passes them through)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    _run_options(probe, None)
+    return [dest for dest in vars(probe.parse_args([])) if dest != "out"]
 
 
 def usage() -> str:
@@ -182,7 +228,8 @@ def run_verb(verb: str, args: argparse.Namespace) -> int:
             _recorded_defaults(args, args.out)
         try:
             outcomes = grade_paths(args.paths, args.out, settings_from(args), resume=args.resume,
-                                   shard_spec=args.shard, canvas_assignment=args.canvas_assignment)
+                                   shard_spec=args.shard, canvas_assignment=args.canvas_assignment,
+                                   class_outputs=not args.no_class_outputs)
         except GradingInterrupted as stop:
             print(f"interrupted: {stop}. To grade the rest, run: {resume_command(args.rest)}", file=sys.stderr)
             return stop.exit_code
@@ -241,6 +288,10 @@ def run_verb(verb: str, args: argparse.Namespace) -> int:
 
         print(f"wrote {make_bundle(args.zip)}")
         return EXIT_OK
+    if verb == "slurm":
+        from grader.run.slurm import array_from_args, run_slurm
+
+        return run_slurm(array_from_args(args, _grading_dests()), args.submit, args.only_task)
     from grader.run.gradescope import run_in_container
 
     return run_in_container(settings_from(args))

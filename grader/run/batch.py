@@ -286,9 +286,10 @@ def _kill_group(proc: subprocess.Popen, signum: int = signal.SIGKILL) -> None:
 
 def grade_paths(paths: list[Path], out: Path, settings: Settings, resume: bool = False,
                 shard_spec: tuple[int, int] | None = None, canvas_assignment: str | None = None,
-                log=log_line) -> list[Outcome]:
+                log=log_line, class_outputs: bool = True) -> list[Outcome]:
     """`grade PATH...`: check the settings, find the submissions, compute the golden once, record the run
-    (OUT/grading.json), grade them all, write the class outputs.
+    (OUT/grading.json), grade them all, write the class outputs
+    (unless class_outputs is False: a Slurm array task, whose summarize job writes them once).
 
     Raises UsageError (before anything is written) on a bad setting or when nothing gradable was found,
     and GradingInterrupted, after writing the class outputs of what finished, when a signal stopped it."""
@@ -332,6 +333,13 @@ def grade_paths(paths: list[Path], out: Path, settings: Settings, resume: bool =
         outcomes = batch.run(subs)
     finally:
         discovery.cleanup()
+    errors = [o for o in outcomes if o.status == Status.GRADER_ERROR]
+    done = f"done: {len(outcomes)} graded ({sum(o.skipped for o in outcomes)} resumed); {len(errors)} grader error(s)."
+    if not class_outputs:
+        if batch.stopped_by:
+            raise GradingInterrupted(batch.stopped_by, outcomes, batch.not_started)
+        log(f"{done} Class outputs left to `grade summarize {out}`")
+        return outcomes
     written = write_class_outputs(out, canvas_assignment=canvas_assignment, rubric=settings.rubric)
     for warning in written.warnings:
         log(f"warning: {warning}")
@@ -344,7 +352,5 @@ def grade_paths(paths: list[Path], out: Path, settings: Settings, resume: bool =
         stop = GradingInterrupted(batch.stopped_by, outcomes, batch.not_started)
         log(f"{stop}; the class outputs hold the {len(stop.graded)} graded. {where}")
         raise stop
-    errors = [o for o in outcomes if o.status == Status.GRADER_ERROR]
-    log(f"done: {len(outcomes)} graded ({sum(o.skipped for o in outcomes)} resumed); "
-        f"{len(errors)} grader error(s). {where}")
+    log(f"{done} {where}")
     return outcomes
