@@ -10,7 +10,9 @@ tokens non-uniformly inside the 3-D span, so the sphere animation shows motion.
 
 Weights come from numpy's PCG64 in a fixed order: first an orthonormal basis of the hidden space, then
 the family's parameters in declaration order (embeddings, each layer's, the final ones), so every
-machine gets the same bytes. `tests/test_tiny.py` measures the spectrum of each shipped miniature.
+machine gets the same bytes. A parameter with init "head" (an LM head that a config may tie to the
+token embeddings) is drawn like "in" when the config's tie_word_embeddings is false and is absent,
+drawing nothing, when it is true. `tests/test_tiny.py` measures the spectrum of each shipped miniature.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def draw_weights(family: Family, config: dict, eng: Engineering) -> dict[str, np
             a = np.ones(s)
         elif p.init == "zeros":
             a = np.zeros(s)
-        elif p.init == "in":
+        elif p.init in ("in", "head"):
             a = rng.standard_normal(out_shape) / np.sqrt(out_shape[-1])  # [out, in]
         elif p.init == "out":
             fan_in = out_shape[-1]
@@ -68,12 +70,20 @@ def draw_weights(family: Family, config: dict, eng: Engineering) -> dict[str, np
             raise ValueError(f"{family.name}: parameter {p.name} has an unknown init {p.init!r}")
         return a.T if p.transposed and p.init in ("in", "out") else a
 
+    def drawn(p: Param) -> bool:
+        if p.init != "head":
+            return True
+        if "tie_word_embeddings" not in config:  # transformers' default differs per family: say it
+            raise ValueError(f"{family.name}: parameter {p.name} exists only when the embeddings are untied; "
+                             "expected tie_word_embeddings (true or false) in the config, found none")
+        return not config["tie_word_embeddings"]
+
     weights: dict[str, np.ndarray] = {}
-    for p in family.embeddings:
+    for p in filter(drawn, family.embeddings):
         weights[p.name] = draw(p)
     for layer in range(n_layers):
-        for p in family.layer:
+        for p in filter(drawn, family.layer):
             weights[p.name.format(layer=layer)] = draw(p)
-    for p in family.final:
+    for p in filter(drawn, family.final):
         weights[p.name] = draw(p)
     return {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in weights.items()}

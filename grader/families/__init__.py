@@ -8,11 +8,11 @@ each defining `FAMILY` (grader/families/base.py says what a family declares).
 
 from __future__ import annotations
 
-from grader.families import qwen3
+from grader.families import gpt2, llama, qwen3
 from grader.errors import UnsupportedModelError
 from grader.families.base import Family
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (qwen3.FAMILY,)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (qwen3.FAMILY, llama.FAMILY, gpt2.FAMILY)}
 
 
 class UnknownFamilyError(UnsupportedModelError, LookupError):
