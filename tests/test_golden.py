@@ -1,4 +1,9 @@
-"""The committed golden projections still come out of the reference pipeline, to 1e-5."""
+"""The committed golden projections still come out of the reference pipeline.
+
+The bound is an angle, not an elementwise difference: float32 matrix kernels differ between CPUs (AVX2,
+AVX-512) in the last bits, which moves a unit vector by ~1e-5 (a thousandth of a degree). A golden that
+has really drifted (a library changed a layer, the weights changed) moves tokens by degrees. 0.01 degrees
+is a hundredth of the judge's own median tolerance (PROJECTION_MEDIAN_DEG = 1 degree)."""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import numpy as np
 
 from reference.make_golden import GOLDEN_DIR
 from grader.spec.assignment import NUM_LAYERS, NUM_TOKENS
+
+MAX_DRIFT_DEG = 0.01  # per token, any layer
 
 
 def test_regenerated_projections_match_committed_golden(reference_dir):
@@ -15,9 +22,13 @@ def test_regenerated_projections_match_committed_golden(reference_dir):
         for key in golden.files:
             assert fresh[key].shape == golden[key].shape == (3, NUM_TOKENS)
             assert fresh[key].dtype == np.float32
-            worst = max(worst, float(np.abs(fresh[key] - golden[key]).max()))
-    assert worst <= 1e-5, (
-        f"projections drifted from miniature/golden by up to {worst:.2e}; if a library upgrade is the cause "
+            a, b = (z[key].astype(np.float64) for z in (fresh, golden))  # [3, N]
+            a, b = a / np.linalg.norm(a, axis=0), b / np.linalg.norm(b, axis=0)
+            chord = np.linalg.norm(a - b, axis=0)  # [N]; the angle from the chord is exact near 0, arccos is not
+            worst = max(worst, float(np.degrees(2 * np.arcsin(np.minimum(chord / 2, 1.0))).max()))
+    assert worst <= MAX_DRIFT_DEG, (
+        f"projections drifted from the committed golden: a token moved by up to {worst:.4f} degrees (expected at most "
+        f"{MAX_DRIFT_DEG} degrees, float32 rounding across CPUs); if a library upgrade is the cause "
         "and the change is understood, run `python -m reference.make_golden` and commit the result"
     )
 
