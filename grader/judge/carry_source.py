@@ -75,6 +75,16 @@ def _params(fn) -> list[str]:
     return [a.arg for a in [*args.posonlyargs, *args.args]]
 
 
+def _own_nodes(fn):
+    """The nodes of a function's body, not those of the functions defined inside it."""
+    stack = list(ast.iter_child_nodes(fn))
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            stack.extend(ast.iter_child_nodes(node))
+
+
 def hook_writes(cells: list[tuple[int, ast.Module]]) -> list[dict]:
     """What functions (hooks) write into global containers: [{"name", "layout", "value", "params"}] in order.
     `store[k] = v`, `store.__setitem__(k, v)` (a lambda), `store.append(v)`, `store[k].append(v)`."""
@@ -84,8 +94,8 @@ def hook_writes(cells: list[tuple[int, ast.Module]]) -> list[dict]:
             if not isinstance(fn, (ast.FunctionDef, ast.Lambda)):
                 continue
             params = _params(fn)
-            local = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-            for node in ast.walk(fn):
+            local = {n.id for n in _own_nodes(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+            for node in _own_nodes(fn):
                 target, value, layout = None, None, None
                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Subscript):
                     target, value, layout = node.targets[0].value, node.value, "dict"
