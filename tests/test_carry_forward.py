@@ -76,7 +76,7 @@ def test_the_note_says_why_in_the_students_words(graded):
     why = {"generate_overwrites": "the last step of generate()",
            "closure_bug_one_key": "your hooks wrote every layer into the same entry of `acts`",
            "hooks_removed_early": "your hooks had been removed before it ran",
-           "hook_cell_crash": "NameError: name 'handles' is not defined"}
+           "hook_cell_crash": "nothing was captured in Part 3 (cell In [4] raised NameError: name 'handles' is not defined)"}
     for name, phrase in why.items():
         assert phrase in output(results(graded, name), "p5.projection_match"), name
     cf = results(graded, "hook_cell_crash")["extra_data"]["carried_forward"]
@@ -96,6 +96,11 @@ def test_a_part5_mistake_of_its_own_still_fails(graded, name):
     assert credited == exp["carried"] == sorted(DEFAULT_CHECKS - {broken})
     assert res["extra_data"]["carried_forward"]["checks"][broken] == {"own": "failed", "carried": "failed",
                                                                       "credited": False}
+    from grader.results import Result
+
+    check = next(c for c in Result.read(graded / name).checks if c.id == broken)
+    assert check.hint and "still fails" in check.text("brief")  # what is wrong, on both runs; not how to fix it
+    assert all(part.strip() not in check.text("brief") for part in check.hint.split("\n") if part.strip())
 
 
 def test_wrong_site_is_run_again_and_keeps_its_points(graded):
@@ -189,11 +194,9 @@ def test_the_variable_and_form_are_read_off_the_students_code():
     assert "hooks write and your Part 5 code reads" in how
     name, _, _ = carry_source.find_variable(build("seed_notebook"), 13)
     assert name == "layers"  # the seed's hooks write `layers`, which is never defined
-    hook = carry_source.parse("def h(m, inp, out):\n    d[0] = inp[0][0].cpu().numpy()").body[0]
     (write,) = carry_source.hook_writes([(0, carry_source.parse("def h(m, inp, out):\n    d[0] = inp[0][0].cpu().numpy()"))])
     assert carry_source.form_of(write["value"], write["params"]) == {"wrapper": None, "lib": "numpy", "batch": False,
                                                                      "dtype": None}
-    assert hook.name == "h"
     index, fed = carry_source.plotting_cell(build("closure_bug_real_plot"), 0)
     assert fed == "pcas" and index is not None
     assert carry_source.plotting_cell(build("seed_notebook"), 0) == (None, None)  # its loop was edited

@@ -68,26 +68,6 @@ def _remove_student_hooks() -> int:
     return removed
 
 
-def _layer_of(key):
-    import re
-
-    if isinstance(key, bool):
-        return None
-    if isinstance(key, int):
-        return key
-    try:
-        import numpy as np
-
-        if isinstance(key, np.integer):
-            return int(key)
-    except Exception:  # noqa: BLE001
-        pass
-    if isinstance(key, str):
-        m = re.search(r"(\d+)", key)
-        return int(m.group(1)) if m else None
-    return None
-
-
 def _key_maker(keys: list, n_layers: int):
     """A function layer -> key in the student's own key style, and the key base (0 or 1)."""
     import re

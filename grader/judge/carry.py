@@ -97,8 +97,8 @@ def upstream_problem(judgement, cfg: CarryForwardConfig) -> str | None:
         errors = [c for c in rec.cell_errors]
         if errors:
             first = errors[0]
-            return (f"your Part 3 captures were not made: {first.named} raised {first.ename}: "
-                    f"{(first.evalue or '')[:120]}")
+            return (f"nothing was captured in Part 3 ({first.named} raised {first.ename}: "
+                    f"{(first.evalue or '')[:120]})")
         return "no Part 3 captures were found after your notebook ran"
     sites = {ls.site for ls in caps.layers}
     if "generate_step" in sites:
@@ -244,10 +244,10 @@ def merge(judgement, carried, outcome: CarryOutcome, cfg: CarryForwardConfig):
         elif state["credited"]:
             checks.append(replace(other, feedback=f"{outcome.note} {other.feedback}".strip(),
                                   notes=[*other.notes, f"On your own captures: {c.output}"],
-                                  judged_on="carried_forward"))
+                                  hint=_hints(other, c), judged_on="carried_forward"))
         elif c.status != "passed" and other is not None:
             checks.append(replace(c, feedback=f"{c.feedback} {outcome.note} On them this check still fails: "
-                                              f"{other.output}".strip()))
+                                              f"{other.output}".strip(), hint=_hints(c, other)))
         else:
             checks.append(replace(c, notes=[*c.notes, outcome.note]))
     judgement.checks = checks
@@ -263,6 +263,11 @@ def _annotate(judgement, outcome: CarryOutcome, cfg: CarryForwardConfig):
     judgement.checks = [replace(c, notes=[*c.notes, outcome.note]) if c.id in cfg.checks and c.status != "passed"
                         else c for c in judgement.checks]
     return judgement
+
+
+def _hints(*checks: CheckResult) -> str:
+    """The how-to-fix parts of both runs' feedback (left out at "brief" visibility), one per line."""
+    return "\n".join(dict.fromkeys(h for c in checks for h in c.hint.split("\n") if h.strip()))
 
 
 def _join(words: list[str]) -> str:
