@@ -26,8 +26,9 @@ WITH_PART5_MISTAKE = {"closure_bug_no_centering": "p5.projection_match",
                       "hooks_removed_no_normalisation": "p5.unit_norm",
                       "hook_crash_u_without_s": "p5.projection_match"}
 WRONG_SITE = "wrong_site_mlp"  # Part 5 already passes on its own captures: run again, credited nothing new
+WRONG_PROMPT_TOO = "closure_bug_wrong_prompt"  # Part 4 wrong as well: correct captures on the student's tokens
 CORRECT = "correct_layer_prehook"
-NAMES = (*UPSTREAM_ONLY, *WITH_PART5_MISTAKE, WRONG_SITE, CORRECT)
+NAMES = (*UPSTREAM_ONLY, *WITH_PART5_MISTAKE, WRONG_SITE, WRONG_PROMPT_TOO, CORRECT)
 NOTE = "Part 5 was also run on correct captures"
 
 
@@ -110,6 +111,17 @@ def test_wrong_site_is_run_again_and_keeps_its_points(graded):
     assert cf["ran"] and cf["judged_on_carried_run"] == []  # passed on its own captures already
     assert "(mlp_out)" in cf["reason"] and NOTE in output(res, "p5.projection_match")
     assert checks(res)["p3.captures_match"]["status"] == "failed"
+
+
+def test_with_a_wrong_prompt_too_the_correct_captures_are_on_the_students_tokens(graded):
+    res = results(graded, WRONG_PROMPT_TOO)
+    by_id = checks(res)
+    assert by_id["p4.prompt_exact"]["status"] == "failed" and by_id["p3.captures_match"]["status"] == "failed"
+    assert all(by_id[cid]["judged_on"] == "carried_forward" for cid in DEFAULT_CHECKS)
+    plan = json.loads((graded / WRONG_PROMPT_TOO / "carry" / "carry.json").read_text())["plan"]
+    assert plan["tokens"] == "student_prompt"
+    shapes = json.loads((graded / WRONG_PROMPT_TOO / "carry" / "comparison.json").read_text())["projections"]["shapes"]
+    assert shapes[0][0] == 3 and 300 < shapes[0][1] < 404  # N = the student's own token count
 
 
 def test_a_correct_notebook_is_not_run_again(graded):

@@ -28,6 +28,7 @@ REQUIRED = (
     "gif_missing", "gif_skipped_frames", "no_explanation", "no_print_model",
     "closure_bug_one_key", "hooks_removed_early", "hook_cell_crash", "closure_bug_no_centering",
     "hooks_removed_no_normalisation", "hook_crash_u_without_s", "closure_bug_real_plot",
+    "closure_bug_wrong_prompt",
 )
 EXPECT_KEYS = {"status", "captures_site", "captures_layers", "fails", "gif_frames", "explanation", "why", "carried"}
 CANVAS_NAME = re.compile(r"^(?P<sortable>[a-z]+)(?P<late>_LATE)?_(?P<user>\d+)_(?P<attachment>\d+)_(?P<file>[\w.-]+)$")
@@ -101,7 +102,7 @@ def test_notebooks_look_like_submissions():
         nb = build(name)
         src = code(nb)
         assert 'from_pretrained("Qwen/Qwen3-4B"' in src or '= "Qwen/Qwen3-4B"' in src, name
-        if name != "wrong_prompt":
+        if name not in ("wrong_prompt", "closure_bug_wrong_prompt"):
             assert PROMPT_LINE in src, f"{name} must paste the exact prompt as a literal"
         else:
             assert PROMPT_LINE not in src and 'prompt = "The Eiffel Tower' in src

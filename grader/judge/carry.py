@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grader.io import write_json
 from grader.judge import carry_source
 from grader.judge.golden import GoldenStore
 from grader.results import CheckResult
@@ -173,6 +174,8 @@ def carry_forward(judgement, sub, out_dir: Path, execute_cfg, store: GoldenStore
     the_plan.tokens, the_plan.dtype = tokens, dtype
     rec, info = run_carried(sub, out_dir, execute_cfg, the_plan, arrays)
     carried = judge(out_dir / CARRY_DIR, store, rubric, [])
+    if carried.judged:
+        write_json(out_dir / CARRY_DIR / "comparison.json", carried.comparison.to_json())
     injected = info.get("injected") or {}
     outcome = replace(outcome, ran=True, variable=the_plan.variable, how_chosen=the_plan.how_chosen,
                       injected_after_cell=the_plan.inject_after, found=injected.get("found", ""),
