@@ -212,3 +212,24 @@ def test_the_variable_and_form_are_read_off_the_students_code():
     index, fed = carry_source.plotting_cell(build("closure_bug_real_plot"), 0)
     assert fed == "pcas" and index is not None
     assert carry_source.plotting_cell(build("seed_notebook"), 0) == (None, None)  # its loop was edited
+
+
+def test_when_no_form_can_be_found_the_checks_say_so():
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    from grader.judge.carry import CarryOutcome, _annotate
+    from grader.results import CheckResult
+
+    nb = new_notebook(cells=[new_markdown_cell("## Part 4"), new_code_cell("out = model(**inputs)"),
+                             new_markdown_cell("## Part 5"), new_code_cell("print('PCA goes here')")])
+    name, fallback, why = carry_source.find_variable(nb, 1)
+    assert name is None and fallback == {} and why.startswith("no captures variable could be found")
+    failed = CheckResult("p5.gif", "GIF", 5, 0, "failed", "No tokens.gif.")
+    judgement = type("J", (), {"checks": [failed, CheckResult("p1.model_loaded", "load", 5, 5, "passed", "")]})()
+    outcome = CarryOutcome(ran=False, reason="nothing was captured in Part 3",
+                           problem=f"Part 5 could not be run again on correct captures: {why}")
+    _annotate(judgement, outcome, CarryForwardConfig())
+    gif, loaded = judgement.checks
+    assert gif.points == 0 and gif.notes == [outcome.note] and not loaded.notes
+    assert outcome.note.startswith("Part 5 could not be run again on correct captures (nothing was captured in "
+                                   "Part 3): no captures variable could be found")

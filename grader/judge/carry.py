@@ -137,9 +137,13 @@ def plan(judgement):
     from grader.execute.carry import CarryPlan
 
     nb, rec = judgement.notebook, judgement.execution
+    if nb is None:
+        return None, "Part 5 could not be run again on correct captures: the executed notebook could not be read"
     after, where = carry_source.inject_cell(rec.forwards, nb)
     if after is None:
         return None, f"Part 5 could not be run again on correct captures: {where}"
+    if not any(c.cell_type == "code" and c.source.strip() for c in nb.cells[after + 1:]):
+        return None, "Part 5 could not be run again on correct captures: no code comes after your Part 4 forward"
     caps = judgement.comparison.captures
     variable, fallback, how = carry_source.find_variable(nb, after)  # the fallback form: what the hooks write
     if caps is not None:  # the variable the captures were found in wins
@@ -154,13 +158,24 @@ def plan(judgement):
 def carry_forward(judgement, sub, out_dir: Path, execute_cfg, store: GoldenStore, rubric: dict,
                   cfg: CarryForwardConfig | None = None):
     """The judgement, with Part 5 also judged on the carried-forward run when Part 3 went wrong."""
-    from grader.execute.carry import CARRY_DIR, run_carried
-    from grader.judge.verdicts import judge
-
     cfg = cfg or CarryForwardConfig()
     reason = upstream_problem(judgement, cfg)
     if reason is None:
         return judgement
+    checks = list(judgement.checks)
+    try:
+        return _carry_forward(judgement, reason, sub, out_dir, execute_cfg, store, rubric, cfg)
+    except Exception as exc:  # noqa: BLE001 - a bug here must not cost the grade of the first run
+        judgement.checks, judgement.carry, judgement.carried = checks, None, None
+        judgement.execution.notes.append(f"Part 5 could not be run again on correct captures (a grader problem: "
+                                         f"{exc.__class__.__name__}: {exc})")
+        return judgement
+
+
+def _carry_forward(judgement, reason, sub, out_dir, execute_cfg, store, rubric, cfg):
+    from grader.execute.carry import CARRY_DIR, run_carried
+    from grader.judge.verdicts import judge
+
     the_plan, problem = plan(judgement)
     outcome = CarryOutcome(ran=False, reason=reason, problem=problem)
     if the_plan is not None:
