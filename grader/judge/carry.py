@@ -143,7 +143,7 @@ def plan(judgement):
     if after is None:
         return None, f"Part 5 could not be run again on correct captures: {where}"
     if not any(c.cell_type == "code" and c.source.strip() for c in nb.cells[after + 1:]):
-        return None, "Part 5 could not be run again on correct captures: no code comes after your Part 4 forward"
+        return None, ""  # no Part 5 code at all: nothing to run again, nothing to say
     caps = judgement.comparison.captures
     variable, fallback, how = carry_source.find_variable(nb, after)  # the fallback form: what the hooks write
     if caps is not None:  # the variable the captures were found in wins
@@ -184,6 +184,8 @@ def _carry_forward(judgement, reason, sub, out_dir, execute_cfg, store, rubric, 
         except LookupError as exc:
             the_plan, outcome.problem = None, f"Part 5 could not be run again on correct captures: {exc}"
     if the_plan is None:
+        if not outcome.problem:
+            return judgement
         judgement.carry = outcome
         return _annotate(judgement, outcome, cfg)
     the_plan.tokens, the_plan.dtype = tokens, dtype
