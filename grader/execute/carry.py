@@ -118,6 +118,7 @@ def run_carried(sub: Submission, out_dir: Path, cfg: ExecuteConfig, plan: CarryP
     """Execute the carried-forward run into out_dir/carry; (its record, what the kernel-side code found).
     A tokens.gif the student attached is left out: the GIF judged here is the one this run makes."""
     carry_dir = out_dir / CARRY_DIR
+    shutil.rmtree(carry_dir, ignore_errors=True)  # nothing of an earlier, interrupted run is judged
     carried = replace(sub, attachments=[a for a in sub.attachments if Path(a).suffix.lower() != ".gif"])
     executor = CarryExecutor(cfg, plan, arrays)
     rec = executor.run(carried, carry_dir)
