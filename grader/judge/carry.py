@@ -28,7 +28,7 @@ from grader.io import write_json
 from grader.judge import carry_source
 from grader.judge.golden import GoldenStore
 from grader.results import CheckResult
-from grader.spec.sites import describe
+from grader.spec.sites import TARGET_SITE, describe
 from grader.status import Status
 
 DEFAULT_CHECKS = frozenset({"p5.projection_shape", "p5.unit_norm", "p5.projection_match", "p5.gif"})
@@ -41,18 +41,20 @@ PART5_WORDS = {"p5.projection_match": "PCA and projection", "p5.projection_shape
 class CarryForwardConfig:
     """The one place the carried-forward run is configured: on/off and the checks it may credit.
 
-    The pack's `[carry_forward] enabled` and its checks' `carry_forward = true` (grader/spec/pack.py,
-    grader/spec/rubric.py) map onto it with `from_pack`; until the pack is wired in, `Settings.carry_forward`
-    (`grade --no-carry-forward`) is the switch and DEFAULT_CHECKS the checks (the four automated Part 5
-    checks: each is computed from the captures by the student's own later code)."""
+    Read from the pack (`from_pack`): its `[carry_forward] enabled` and its checks' `carry_forward = true`
+    (grader/spec/pack.py, grader/spec/rubric.py); a pack that marks no check gets DEFAULT_CHECKS (the four
+    automated Part 5 checks: each is computed from the captures by the student's own later code).
+    `Settings.carry_forward` (`grade --no-carry-forward`) turns it off for one run."""
 
     enabled: bool = True
     checks: frozenset[str] = DEFAULT_CHECKS
 
     @classmethod
     def from_pack(cls, pack) -> "CarryForwardConfig":
-        checks = frozenset(cid for cid, entry in pack.rubric.checks.items() if getattr(entry, "carry_forward", None))
-        return cls(enabled=bool(pack.carry_forward.enabled), checks=checks or DEFAULT_CHECKS)
+        entries = pack.rubric.checks.items()
+        marked = [cid for cid, entry in entries if getattr(entry, "carry_forward", None) is not None]
+        checks = frozenset(cid for cid, entry in entries if getattr(entry, "carry_forward", None))
+        return cls(enabled=bool(pack.carry_forward.enabled), checks=checks if marked else DEFAULT_CHECKS)
 
 
 @dataclass
@@ -111,8 +113,10 @@ def upstream_problem(judgement, cfg: CarryForwardConfig) -> str | None:
         same = [ls for ls in wrong if ls.site == site and ls.matched_layer is not None]
         example = next((ls for ls in same if ls.layer == 7), same[0] if same else None)
         if example is not None:
+            family = judgement.assignment.family if getattr(judgement, "assignment", None) is not None else None
+            what = describe(site, example.matched_layer, family) if family is not None else site
             return (f"your Part 3 captures are not the residual stream entering each layer (resid_pre): your layer "
-                    f"{example.layer} capture is {describe(site, example.matched_layer)}")
+                    f"{example.layer} capture is {what}")
     if present < judgement.golden.num_layers:
         return f"your Part 3 captures hold {present} of the {judgement.golden.num_layers} layers"
     return "your Part 3 captures are not the residual stream entering each layer"
@@ -129,7 +133,7 @@ def _arrays(judgement, store: GoldenStore) -> tuple[list[np.ndarray], str, str]:
     if runs and not any(list(f["input_ids"]) == golden.token_ids for f in runs):
         ids, tokens = list(max(runs, key=lambda f: f["n_tokens"])["input_ids"]), "student_prompt"
     ref = golden if (tokens == "prompt" and dtype == "float32") else store.get(ids, dtype)
-    return [np.asarray(ref.site("resid_pre", i), np.float32) for i in range(ref.num_layers)], tokens, dtype
+    return [np.asarray(ref.site(TARGET_SITE, i), np.float32) for i in range(ref.num_layers)], tokens, dtype
 
 
 def plan(judgement):
@@ -150,7 +154,7 @@ def plan(judgement):
         variable, how = caps.variable.split("[")[0], f"your captures variable `{caps.variable.split('[')[0]}`"
     elif variable is None:
         return None, f"Part 5 could not be run again on correct captures: {how}"
-    plot_cell, plot_var = carry_source.plotting_cell(nb, after)
+    plot_cell, plot_var = carry_source.plotting_cell(nb, after, getattr(judgement, "assignment", None))
     return CarryPlan(variable=variable, inject_after=after, fallback=fallback, plot_cell=plot_cell,
                      plot_variable=plot_var, how_chosen=f"{how}, put there after {where}"), ""
 
@@ -158,7 +162,8 @@ def plan(judgement):
 def carry_forward(judgement, sub, out_dir: Path, execute_cfg, store: GoldenStore, rubric: dict,
                   cfg: CarryForwardConfig | None = None):
     """The judgement, with Part 5 also judged on the carried-forward run when Part 3 went wrong."""
-    cfg = cfg or CarryForwardConfig()
+    pack = getattr(store, "pack", None)
+    cfg = cfg or (CarryForwardConfig.from_pack(pack) if pack is not None else CarryForwardConfig())
     reason = upstream_problem(judgement, cfg)
     if reason is None:
         return judgement

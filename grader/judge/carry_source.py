@@ -57,10 +57,10 @@ def inject_cell(forwards: list[dict], nb) -> tuple[int | None, str]:
     return None, "no forward pass ran and no Part 5 heading was found"
 
 
-def plotting_cell(nb, after: int) -> tuple[int | None, str | None]:
-    """(index, fed variable) of the provided plotting cell, unchanged, after cell `after`."""
+def plotting_cell(nb, after: int, pack=None) -> tuple[int | None, str | None]:
+    """(index, fed variable) of the pack's provided plotting cell, unchanged, after cell `after`."""
     for index, cell in enumerate(nb.cells if nb is not None else []):
-        if index > after and cell.cell_type == "code" and is_provided_plotting_cell(cell.source):
+        if index > after and cell.cell_type == "code" and is_provided_plotting_cell(cell.source, pack):
             tree = parse(cell.source)
             for node in ast.walk(tree) if tree else []:
                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
