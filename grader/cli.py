@@ -58,6 +58,8 @@ def _run_options(p: argparse.ArgumentParser, out_default: str | None) -> None:
     p.add_argument("--full-render", action="store_true", help="draw the 3-D token labels on the frames the "
                    "plotting cell makes (slower); by default they are drawn blank, with the same number of frames, "
                    "sizes, variables and errors")
+    p.add_argument("--no-carry-forward", action="store_true", help="when Part 3's captures are wrong, do not run "
+                   "the notebook again with correct captures to credit Part 5 (on by default)")
     p.add_argument("--allow-download", action="store_true",
                    help="let the grader (never a student kernel) download --model from the Hugging Face hub")
 
@@ -204,7 +206,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                         timeout=limits.notebook_timeout if args.timeout is None else args.timeout,
                         memory_gb=args.memory, isolate=not args.no_isolation,
                         rubric=args.rubric.resolve() if args.rubric else None, report=not args.no_report,
-                        full_render=args.full_render)
+                        full_render=args.full_render, carry_forward=not getattr(args, "no_carry_forward", False))
     settings.validate()
     return settings
 

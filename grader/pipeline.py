@@ -32,7 +32,13 @@ def grade_one(sub: Submission, out_dir: Path, settings: Settings, execute_cfg, s
               rubric: dict | None = None) -> Grade:
     """Execute, judge, write results and the report for one submission into out_dir."""
     Executor(execute_cfg).run(sub, out_dir)
-    return conclude(sub.info(), out_dir, settings, store, rubric)
+    carry = None
+    if settings.carry_forward:  # Part 3 wrong: Part 5 run again on correct captures (grader/judge/carry.py)
+        from grader.judge.carry import carry_forward
+
+        def carry(judgement, store, rubric):
+            return carry_forward(judgement, sub, out_dir, execute_cfg, store, rubric)
+    return conclude(sub.info(), out_dir, settings, store, rubric, carry)
 
 
 def record_failure(sub: Submission, out_dir: Path, reason: str, seconds: float, settings: Settings) -> Grade:
@@ -43,12 +49,15 @@ def record_failure(sub: Submission, out_dir: Path, reason: str, seconds: float, 
 
 
 def conclude(info: SubmissionInfo, out_dir: Path, settings: Settings, store: GoldenStore | None = None,
-             rubric: dict | None = None) -> Grade:
+             rubric: dict | None = None, carry=None) -> Grade:
     """Judge what execution left in out_dir, then write comparison.json, submission.json, the report
     and, last, results.json."""
     t0 = time.monotonic()
     store = store or settings.golden_store()
-    judgement = judge(out_dir, store, rubric if rubric is not None else settings.load_rubric(), info.attachments)
+    rubric = rubric if rubric is not None else settings.load_rubric()
+    judgement = judge(out_dir, store, rubric, info.attachments)
+    if carry is not None:
+        judgement = carry(judgement, store, rubric)
     if judgement.judged:
         write_json(out_dir / "comparison.json", judgement.comparison.to_json())
     grade = Grade(submission=info, summary=judgement.summary(info), checks=judgement.checks,

@@ -34,6 +34,7 @@ class CheckResult:
     # The how-to-fix parts of `feedback` (each marked in the check with `hint(...)`, one per line): left
     # out of what a student sees at "brief" visibility. `feedback` always holds the full text.
     hint: str = ""
+    judged_on: str = ""  # "carried_forward": credited on the run with correct captures (grader/judge/carry.py)
 
     @property
     def output(self) -> str:
@@ -69,7 +70,8 @@ class CheckResult:
 
     def to_summary(self) -> dict:
         return {"id": self.id, "title": self.title, "status": self.status, "points": self.points,
-                "max_points": self.max_points, "manual": self.manual, **({"hint": self.hint} if self.hint else {})}
+                "max_points": self.max_points, "manual": self.manual, **({"hint": self.hint} if self.hint else {}),
+                **({"judged_on": self.judged_on} if self.judged_on else {})}
 
     @classmethod
     def from_json(cls, summary: dict, test: dict | None) -> "CheckResult":
@@ -80,7 +82,8 @@ class CheckResult:
         return cls(id=summary["id"], title=summary.get("title", summary["id"]),
                    max_points=float(summary.get("max_points", 0)), points=float(summary.get("points", 0)),
                    status=summary.get("status", "failed"), feedback="" if output == "Passed." else output,
-                   manual=bool(summary.get("manual")), hint=hint if isinstance(hint, str) else "")
+                   manual=bool(summary.get("manual")), hint=hint if isinstance(hint, str) else "",
+                   judged_on=str(summary.get("judged_on") or ""))
 
 
 def brief_text(feedback: str, hint: str) -> str:
@@ -121,9 +124,13 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     mistakes: list[str] = field(default_factory=list)
     notebook_sha256: str | None = None  # the submitted notebook's: manual points are given for this version
+    carried_forward: dict = field(default_factory=dict)  # Part 5 run again on correct captures (judge/carry.py)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not d["carried_forward"]:  # absent unless that run happened: other results.json stay as they were
+            del d["carried_forward"]
+        return d
 
     @classmethod
     def from_json(cls, data: dict) -> "Summary":

@@ -116,6 +116,7 @@ class Settings:
     report: bool = True  # write report.html per submission
     golden_cache: Path | None = None  # where goldens are cached (default: the project cache)
     full_render: bool = False  # draw the plotting cell's 3-D labels too (slower); default: frames with blank labels
+    carry_forward: bool = True  # run Part 5 again on correct captures when Part 3's are wrong (grader/judge/carry.py)
 
     def validate(self) -> None:
         """Check every value before any work starts; UsageError lists each bad one, what was expected and

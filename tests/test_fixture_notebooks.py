@@ -28,8 +28,11 @@ REQUIRED = (
     "wrong_site_layer_output", "wrong_site_ln_output", "missing_layers", "generate_overwrites", "wrong_prompt",
     "chat_template_prompt", "projection_transposed", "no_normalisation", "no_centering", "wrong_components",
     "gif_missing", "gif_skipped_frames", "no_explanation", "no_print_model",
+    "closure_bug_one_key", "hooks_removed_early", "hook_cell_crash", "closure_bug_no_centering",
+    "hooks_removed_no_normalisation", "hook_crash_u_without_s", "closure_bug_real_plot",
+    "closure_bug_wrong_prompt",
 )
-EXPECT_KEYS = {"status", "captures_site", "captures_layers", "fails", "gif_frames", "explanation", "why"}
+EXPECT_KEYS = {"status", "captures_site", "captures_layers", "fails", "gif_frames", "explanation", "why", "carried"}
 CANVAS_NAME = re.compile(r"^(?P<sortable>[a-z]+)(?P<late>_LATE)?_(?P<user>\d+)_(?P<attachment>\d+)_(?P<file>[\w.-]+)$")
 PROMPT_LINE = f'prompt = "{PROMPT}"'
 REAL_PLOT_MARK = "# PLOTTING CODE DO NOT TOUCH BELOW"
@@ -75,6 +78,9 @@ def test_every_entry_is_described_and_has_a_precise_expect(name):
     assert ("p5.gif" in exp["fails"]) == (exp["gif_frames"] != 36)
     assert ("p3.captures_match" in exp["fails"]) == (exp["captures_site"] != "resid_pre" or exp["captures_layers"] != 36)
     assert "\n" not in exp["why"]
+    assert set(exp["carried"]) <= set(exp["fails"]) and all(c.startswith("p5.") for c in exp["carried"])
+    if exp["carried"]:  # credited on correct captures only when Part 3 went wrong
+        assert "p3.captures_match" in exp["fails"]
     if name.startswith("correct_"):
         assert exp["fails"] == [] and exp["status"] == "ok" and exp["captures_site"] == "resid_pre"
 
@@ -98,7 +104,7 @@ def test_notebooks_look_like_submissions():
         nb = build(name)
         src = code(nb)
         assert 'from_pretrained("Qwen/Qwen3-4B"' in src or '= "Qwen/Qwen3-4B"' in src, name
-        if name != "wrong_prompt":
+        if name not in ("wrong_prompt", "closure_bug_wrong_prompt"):
             assert PROMPT_LINE in src, f"{name} must paste the exact prompt as a literal"
         else:
             assert PROMPT_LINE not in src and 'prompt = "The Eiffel Tower' in src

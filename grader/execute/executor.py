@@ -187,6 +187,8 @@ class Executor:
                 return Status.TIMEOUT, (f"stopped after {cfg.notebook_timeout:.0f} s (the whole-notebook budget) "
                                         f"before {rec.cell_name(index)}")
             try:
+                if not self._before_cell(kernel, index, cell, rec):  # a subclass may skip a cell
+                    continue
                 kernel.run_hidden(probe.SET_CELL.format(m=probe.STATE_MODULE, i=index), timeout=30)
                 outcome = kernel.run_cell(index, min(cfg.cell_timeout, remaining))
             except TimeoutError:  # busy with something an earlier cell left running
@@ -207,6 +209,10 @@ class Executor:
                 if which != "the cell limit":
                     return stopped
         return stopped
+
+    def _before_cell(self, kernel: KernelSession, index: int, cell, rec: ExecutionRecord) -> bool:
+        """Called before each code cell runs; False skips it (grader/execute/carry.py runs hidden code here)."""
+        return True
 
     def _conclude(self, rec: ExecutionRecord) -> None:
         """The final status and reason: cell errors (naming a sandbox limit hit), or all fine; tampering wins."""

@@ -52,6 +52,8 @@ class Judgement:
     spheres: list[SpherePanel] = field(default_factory=list)
     sphere_note: str = ""
     notebook: nbformat.NotebookNode | None = None  # the executed notebook
+    carry: object | None = None  # grader/judge/carry.py CarryOutcome: Part 5 run again on correct captures
+    carried: "Judgement | None" = None  # the verdicts of that run
     assignment: Assignment | None = None  # the pack it was judged for
 
     @property
@@ -84,7 +86,8 @@ class Judgement:
             prompt_tokens=prompt.token_counts if prompt else [], ran_golden_prompt=prompt.ran_golden if prompt else False,
             uses_reference=bool(rec.project_imports), project_imports=rec.project_imports,
             cell_errors=len(rec.cell_errors), execution_seconds=rec.seconds, notes=rec.notes,
-            mistakes=self.mistakes(), notebook_sha256=info.notebook_sha256)
+            mistakes=self.mistakes(), notebook_sha256=info.notebook_sha256,
+            carried_forward=self.carry.to_json() if self.carry is not None else {})
 
 
 def gather_evidence(rec: ExecutionRecord, out_dir: Path, attachments: list[str],

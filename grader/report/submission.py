@@ -16,6 +16,7 @@ from grader.io import write_atomic
 from grader.judge.evidence import answer_body
 from grader.judge.verdicts import Judgement
 from grader.report import sections
+from grader.report.carry import carry_card
 from grader.report.totals import LatePolicy
 from grader.report.render import answer_html, fmt_bytes, or_empty, render, section, sentence
 from grader.status import describe
@@ -57,6 +58,7 @@ def submission_context(out_dir: Path, grade, j: Judgement, late: LatePolicy = La
         "gif": section(sections.gif_section, page),
         "diagrams": section(sections.diagram_section, page),
         "answer": section(sections.answer_section, page),
+        "carry": section(carry_card, page),
         "golden": {"model": j.golden.model_id or "", "revision": j.golden.revision or ""},
     }
 
