@@ -69,6 +69,20 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     return layers
 
 
+def _stored_dtype(source: str) -> torch.dtype | None:
+    """The dtype the checkpoint's config says its weights are stored in (None: not known)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError):
+        return None
+    value = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(value, str):
+        value = DTYPES.get(value)
+    return value if value in DTYPES.values() else None
+
+
 def _snapshot_revision(path: str) -> str | None:
     parts = Path(path).resolve().parts
     return parts[-1] if len(parts) >= 2 and parts[-2] == "snapshots" else None
@@ -90,7 +104,14 @@ def load(model_id: str = TINY, device: str | None = "cpu", dtype: str = "float32
         source = model_id
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+        stored = None if is_miniature else _stored_dtype(source)
+        if stored is None or stored == DTYPES[dtype]:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+        else:  # e.g. float32 from the hub's bfloat16: never both copies at once (see lowmem)
+            from reference.lowmem import convert_parameters
+
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=stored)
+            convert_parameters(model, DTYPES[dtype], dev)
     except (OSError, ValueError) as exc:
         hf_home = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
