@@ -77,6 +77,8 @@ class Sampler(threading.Thread):
         self.golden_done: float | None = None  # set from outside when the grader says "golden ready"
         self.golden_peak: dict[str, int] = {}
         self.min_available = _mem_available()
+        self.tree_at_min: dict[str, int] = {}  # RssAnon per role when MemAvailable was lowest
+        self.during_kernel: dict[str, int] = {}  # peak RssAnon per role while a kernel was alive
         self.stop = threading.Event()
 
     def _tree(self) -> list[int]:
@@ -106,6 +108,7 @@ class Sampler(threading.Thread):
         t0 = time.monotonic()
         while not self.stop.is_set():
             now = time.monotonic() - t0
+            current: dict[str, int] = {}
             for pid in self._tree():
                 st = _status(pid)
                 if st is None:
@@ -120,7 +123,13 @@ class Sampler(threading.Thread):
                     rec["peaks"][key] = max(rec["peaks"][key], st.get(key, 0))
                 if rec["role"] == "grader" and self.golden_done is None:
                     self.golden_peak = dict(rec["peaks"])
-            self.min_available = min(self.min_available, _mem_available())
+                current[rec["role"]] = current.get(rec["role"], 0) + st.get("RssAnon", 0)
+            if "kernel" in current:
+                for role, anon in current.items():
+                    self.during_kernel[role] = max(self.during_kernel.get(role, 0), anon)
+            available = _mem_available()
+            if available < self.min_available:
+                self.min_available, self.tree_at_min = available, current
             self.stop.wait(self.period)
 
     def by_role(self) -> dict[str, dict]:
@@ -176,6 +185,8 @@ def grade_once(label: str, tree: Path, notebook: str, hf_home: Path, cache: Path
     row = {"label": label, "tree": str(tree), "notebook": notebook, "rc": proc.returncode, "wall_s": round(wall, 1),
            "golden_s": round(golden_s, 1) if golden_s else None, "roles": roles, "golden_peak": sampler.golden_peak,
            "min_available_gib": round(sampler.min_available / GiB, 2), "score": verdict.get("score"),
+           "anon_during_kernel_gib": {k: round(v / GiB, 2) for k, v in sampler.during_kernel.items()},
+           "anon_at_min_available_gib": {k: round(v / GiB, 2) for k, v in sampler.tree_at_min.items()},
            "status": extra.get("status"), "failed": [t["name"] for t in verdict.get("tests", [])
                                                      if t.get("max_score") and t.get("score") != t.get("max_score")],
            "log": [l for l in lines if not l.startswith(("grading:", "Loading"))][-12:]}
@@ -193,7 +204,8 @@ def summary_line(row: dict) -> str:
             f"    grader golden run   {mem(g)}\n    grader (whole run)  {mem(r.get('grader'))}\n"
             f"    worker              {mem(r.get('worker'))}\n"
             f"    kernel              {mem(r.get('kernel'))}  ({r.get('kernel', {}).get('seconds', 0):.0f} s)\n"
-            f"    lowest MemAvailable {row['min_available_gib']} GiB")
+            f"    lowest MemAvailable {row['min_available_gib']} GiB (RssAnon then: {row['anon_at_min_available_gib']})\n"
+            f"    peak RssAnon per role while a kernel ran: {row['anon_during_kernel_gib']}")
 
 
 def main(argv: list[str] | None = None) -> int:
