@@ -167,10 +167,13 @@ def profile_frame() -> None:
     from matplotlib.backends import backend_agg
 
     from grader.execute import fastplot
-    from grader.spec.template import PROVIDED_PLOTTING_CELL
+    from grader.spec.pack import load_pack
+    from grader.spec.template import provided_plotting_cell
+
+    PROVIDED_PLOTTING_CELL = provided_plotting_cell()
 
     root = Path(__file__).resolve().parents[1]
-    with np.load(root / "miniature/golden/projections.npz") as z:
+    with np.load(load_pack().golden_dir / "projections.npz") as z:
         pcas = {int(k): torch.from_numpy(z[k]).float() for k in z.files}
     cell = compile(PROVIDED_PLOTTING_CELL.replace("range(num_layers)", "[35, 35, 35]"), "<cell>", "exec")
     work = Path(tempfile.mkdtemp(prefix="bench-frame-"))

@@ -87,7 +87,8 @@ def build(hf_home: Path, seed: int = 0, layers: int | None = None, log=print) ->
     import torch
     from safetensors.torch import save_file
 
-    from miniature.hf_cache import TOKENIZER_FILES, tokenizer_source_dir
+    from grader.spec.pack import load_pack
+    from miniature.hf_cache import tokenizer_source_dir
 
     rev = revision(seed, layers)
     repo = Path(hf_home) / "hub" / ("models--" + MODEL_ID.replace("/", "--"))
@@ -126,8 +127,9 @@ def build(hf_home: Path, seed: int = 0, layers: int | None = None, log=print) ->
         config["num_hidden_layers"] = config["max_window_layers"] = layers
     (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     shutil.copyfile(PACK_MODEL / "generation_config.json", staging / "generation_config.json")
-    tok = tokenizer_source_dir()
-    for name in TOKENIZER_FILES:
+    pack = load_pack("sphere-qwen3")  # Qwen3's tokenizer, as the miniature's cache holds it
+    tok = tokenizer_source_dir(pack)
+    for name in pack.tokenizer.files:
         shutil.copyfile(tok / name, staging / name)
     (repo / "blobs").mkdir(parents=True, exist_ok=True)
     snap.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ if str(REPO) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(REPO))
 
 from miniature.hf_cache import ensure_hf_home, snapshot_dir  # noqa: E402
-from miniature.tiny import QWEN3_4B_CONFIG  # noqa: E402
+from grader.spec.pack import load_pack  # noqa: E402
 from reference.capture import capture_all_sites  # noqa: E402
 from reference.model import DTYPES, decoder_layers  # noqa: E402
 from reference.run import tokenize  # noqa: E402
@@ -73,7 +73,7 @@ def build_model(cfg: BenchConfig) -> torch.nn.Module:
     from transformers import Qwen3Config, Qwen3ForCausalLM
     from transformers.models.qwen3.modeling_qwen3 import Qwen3RotaryEmbedding
 
-    config = Qwen3Config(**QWEN3_4B_CONFIG)
+    config = Qwen3Config(**load_pack().model_config)  # Qwen3-4B's real config.json, from the default pack
     device = torch.device(cfg.device)
     with torch.device("meta"):
         model = Qwen3ForCausalLM(config).to(DTYPES[cfg.dtype])  # no memory yet

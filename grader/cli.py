@@ -21,6 +21,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from grader.spec.pack import DEFAULT_LIMITS, DEFAULT_PACK, shipped_packs
 from grader.settings import RunRecord, Settings, folder_arg, grader_version, port_arg, rubric_problems, shard_arg
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GRADER_ERRORS = 0, 1, 2, 3
@@ -34,15 +35,22 @@ def _run_options(p: argparse.ArgumentParser, out_default: str | None) -> None:
     """The options of every verb that executes notebooks. Settings.validate checks their values."""
     p.add_argument("--out", type=folder_arg, default=out_default,
                    help=f"output folder (default: {out_default or 'a temporary folder'})")
-    p.add_argument("--model", default="tiny", help="'tiny' (the bundled miniature, default), a hub id such as "
-                   "Qwen/Qwen3-4B (read from your Hugging Face cache), or a local folder")
+    p.add_argument("--assignment", default=None, metavar="PACK", help="the assignment pack: a shipped pack's name "
+                   f"({', '.join(shipped_packs())}) or a folder holding assignment.toml (default: {DEFAULT_PACK}; "
+                   "--resume and later verbs: the one recorded in --out)")
+    p.add_argument("--model", default="tiny", help="'tiny' (the pack's miniature, default), the pack's model id "
+                   "(its real weights: from the pack's offline package when it ships them, else your Hugging Face "
+                   "cache), another hub id, or a local folder")
     p.add_argument("--device", default="cpu", help="where the grader computes goldens: cpu (default) or cuda")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="submissions graded at once, >= 1 (default: the CPUs; more is allowed, with a note)")
-    p.add_argument("--cell-timeout", type=float, default=300.0, help="seconds per cell (default 300)")
-    p.add_argument("--timeout", type=float, default=1200.0, help="seconds per notebook (default 1200)")
+    p.add_argument("--cell-timeout", type=float, default=None,
+                   help=f"seconds per cell (default: the pack's [limits], {DEFAULT_LIMITS.cell_timeout:g} in the default pack)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per notebook (default: the pack's [limits], "
+                   f"{DEFAULT_LIMITS.notebook_timeout:g} in the default pack)")
     p.add_argument("--memory", type=float, default=None, metavar="GB",
-                   help="address-space limit of each student kernel (default 8 for the miniature, none otherwise; 0: none)")
+                   help=f"address-space limit of each student kernel (default: the pack's, {DEFAULT_LIMITS.memory_gb:g}, "
+                   "for the miniature, none otherwise; 0: none)")
     p.add_argument("--no-isolation", action="store_true",
                    help="do not run kernels as an unprivileged user in namespaces (resource limits still apply)")
     p.add_argument("--rubric", type=Path, help="a rubric.toml overriding points or disabling checks")
@@ -113,6 +121,7 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     p = parsers["student-kit"] = argparse.ArgumentParser(prog="grade student-kit", description="Write the self-check "
                                                          "kit students install: a wheel without the solution, and a README.")
     p.add_argument("kit_dir", type=folder_arg, metavar="KIT_DIR")
+    p.add_argument("--assignment", default=None, metavar="PACK", help=f"the pack the kit checks (default: {DEFAULT_PACK})")
     p = parsers["gradescope-bundle"] = argparse.ArgumentParser(prog="grade gradescope-bundle",
                                                                description="Write Gradescope's autograder zip.")
     p.add_argument("zip", type=Path, metavar="FILE.zip")
@@ -172,7 +181,7 @@ def usage() -> str:
 
 def _check_dir(path: Path) -> Path:
     """A graded output folder (holding <id>/results.json), or UsageError."""
-    from grader.spec.errors import UsageError
+    from grader.errors import UsageError
 
     if not Path(path).is_dir() or not any(Path(path).glob("*/results.json")):
         raise UsageError(f"{path} is not a graded output folder (expected <id>/results.json files written by `grade`)")
@@ -181,8 +190,19 @@ def _check_dir(path: Path) -> Path:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Settings of the arguments, validated (UsageError: nothing runs, nothing is written)."""
-    settings = Settings(model=args.model, device=args.device, workers=args.workers, cell_timeout=args.cell_timeout,
-                        timeout=args.timeout, memory_gb=args.memory, isolate=not args.no_isolation,
+    from grader.errors import PackError
+    from grader.errors import UsageError
+    from grader.spec.pack import load_pack
+
+    assignment = getattr(args, "assignment", None) or DEFAULT_PACK
+    try:
+        limits = load_pack(assignment).limits
+    except PackError as exc:
+        raise UsageError(f"--assignment: {exc} (nothing was run or written)") from None
+    settings = Settings(assignment=assignment, model=args.model, device=args.device, workers=args.workers,
+                        cell_timeout=limits.cell_timeout if args.cell_timeout is None else args.cell_timeout,
+                        timeout=limits.notebook_timeout if args.timeout is None else args.timeout,
+                        memory_gb=args.memory, isolate=not args.no_isolation,
                         rubric=args.rubric.resolve() if args.rubric else None, report=not args.no_report,
                         full_render=args.full_render)
     settings.validate()
@@ -198,6 +218,8 @@ def _recorded_defaults(args: argparse.Namespace, out: Path) -> None:
         args.canvas_assignment = record.canvas_assignment
     if args.rubric is None and record.rubric:
         args.rubric = Path(record.rubric)
+    if getattr(args, "assignment", None) is None:
+        args.assignment = record.settings.get("assignment")
 
 
 def resume_command(rest: list[str]) -> str:
@@ -240,7 +262,7 @@ def run_verb(verb: str, args: argparse.Namespace) -> int:
         return run_self_check(args.notebook, settings_from(args), out=args.out)
     if verb == "summarize":
         from grader.report.gradebook import ManualPendingError, write_class_outputs
-        from grader.spec.errors import UsageError
+        from grader.errors import UsageError
 
         _recorded_defaults(args, _check_dir(args.dir))
         problems = rubric_problems(args.rubric)
@@ -282,7 +304,7 @@ def run_verb(verb: str, args: argparse.Namespace) -> int:
     if verb == "student-kit":
         from grader.run.kit import run_student_kit
 
-        return run_student_kit(args.kit_dir)
+        return run_student_kit(args.kit_dir, args.assignment)
     if verb == "gradescope-bundle":
         from grader.run.gradescope import make_bundle
 
@@ -318,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         for warning in Settings(model=args.model).model_warnings():
             print(f"warning: {warning}", file=sys.stderr)
     from grader.rubric.config import RubricError
-    from grader.spec.errors import UsageError
+    from grader.errors import UsageError
 
     try:
         return run_verb(verb, args)

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from grader.execute.config import ExecuteConfig
+from grader.spec.pack import DEFAULT_LIMITS, DEFAULT_PACK
 
 TINY = "tiny"
 RUN_RECORD = "grading.json"  # OUT/grading.json, see RunRecord
@@ -86,7 +87,7 @@ def port_arg(text: str) -> int:
     return port
 
 
-def rubric_problems(path: Path | None) -> list[str]:
+def rubric_problems(path: Path | None, assignment: str | None = None) -> list[str]:
     """What is wrong with a rubric file: its checks and its [late] table, each as one sentence (empty: fine)."""
     from grader.report.totals import load_late_policy
     from grader.rubric.config import RubricError, load_rubric
@@ -94,7 +95,7 @@ def rubric_problems(path: Path | None) -> list[str]:
     problems = []
     for load in (load_rubric, load_late_policy):
         try:
-            load(path)
+            load(path, assignment)
         except RubricError as exc:
             problems.append(f"--rubric: {exc}")
             break  # an unreadable file says so once
@@ -103,12 +104,13 @@ def rubric_problems(path: Path | None) -> list[str]:
 
 @dataclass
 class Settings:
-    model: str = TINY  # "tiny" (the bundled miniature), a hub id read from the HF cache, or a local folder
+    assignment: str = DEFAULT_PACK  # the assignment pack: a shipped pack's name or a folder (grader/spec/pack.py)
+    model: str = TINY  # "tiny" (the pack's miniature), the pack's model id (its real weights), a hub id, a folder
     device: str = "cpu"  # where the grader computes goldens: cpu or cuda
     workers: int = 1  # submissions graded at once
-    cell_timeout: float = 300.0  # seconds per cell
-    timeout: float = 1200.0  # seconds per notebook
-    memory_gb: float | None = None  # address-space limit per kernel; None: 8 for the miniature, none otherwise; 0: none
+    cell_timeout: float = DEFAULT_LIMITS.cell_timeout  # seconds per cell
+    timeout: float = DEFAULT_LIMITS.notebook_timeout  # seconds per notebook
+    memory_gb: float | None = None  # address-space limit per kernel; None: the pack's for the miniature, none otherwise; 0: none
     isolate: bool = True  # unprivileged uid and namespaces for kernels, where the machine allows
     rubric: Path | None = None  # a rubric.toml overriding points or disabling checks
     report: bool = True  # write report.html per submission
@@ -118,9 +120,16 @@ class Settings:
     def validate(self) -> None:
         """Check every value before any work starts; UsageError lists each bad one, what was expected and
         what was found. More workers than CPUs is allowed (see `cpu_note`)."""
-        from grader.spec.errors import UsageError
+        from grader.errors import UsageError
+
+        from grader.errors import PackError
 
         problems = []
+        try:
+            self.pack
+        except PackError as exc:
+            problems.append(f"--assignment: {exc}")
+            raise UsageError(f"{problems[0]} (nothing was run or written)") from None
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
             problems.append(f"--workers (submissions graded at once) must be a whole number >= 1, "
                             f"found {_shown(self.workers)}")
@@ -131,7 +140,7 @@ class Settings:
         if self.memory_gb is not None and (not _number(self.memory_gb) or self.memory_gb < 0):
             problems.append(f"--memory (GB of address space per kernel) must be a number >= 0 (0: no limit), "
                             f"found {_shown(self.memory_gb)}")
-        problems += rubric_problems(self.rubric)
+        problems += rubric_problems(self.rubric, self.assignment)
         if problems:
             raise UsageError(f"{problems[0]} (nothing was run or written)" if len(problems) == 1 else
                              "\n  ".join([f"{len(problems)} settings are not valid (nothing was run or written):",
@@ -149,15 +158,33 @@ class Settings:
     def memory_bytes(self) -> int | None:
         from grader.execute.sandbox import GB
 
-        memory = self.memory_gb if self.memory_gb is not None else (8 if self.model == TINY else 0)
+        default = self.pack.limits.memory_gb if self.model == TINY else 0
+        memory = self.memory_gb if self.memory_gb is not None else default
         return int(memory * GB) or None
 
+    @property
+    def pack(self):
+        """The assignment pack (loaded and validated once per process; PackError when it is not one)."""
+        from grader.spec.pack import load_pack
+
+        return load_pack(self.assignment)
+
+    @property
+    def real_weights(self) -> bool:
+        """--model is the pack's own model id and the pack ships its trained weights (miniature/real.py)."""
+        return self.model == self.pack.model.id and bool(self.pack.weights.gguf_package)
+
     def hf_home(self) -> Path | None:
-        """The HF_HOME the kernels see: the miniature's offline cache, or the user's own."""
+        """The HF_HOME the kernels see: the miniature's offline cache, the pack's real weights laid out
+        offline, or the user's own cache."""
         if self.model == TINY:
             from miniature.hf_cache import ensure_hf_home
 
-            return ensure_hf_home()
+            return ensure_hf_home(pack=self.pack)
+        if self.real_weights:
+            from miniature import real
+
+            return real.hf_home(self.pack)
         env = os.environ.get("HF_HOME")
         return Path(env) if env else Path.home() / ".cache" / "huggingface"
 
@@ -171,6 +198,7 @@ class Settings:
         sandbox = Sandbox.detect(sandbox_cfg)
         log(f"sandbox: {sandbox.message}")
         return ExecuteConfig(hf_home=self.hf_home(), cell_timeout=self.cell_timeout, notebook_timeout=self.timeout,
+                             output_cap_bytes=self.pack.limits.output_cap_bytes, num_layers=self.pack.n_layers,
                              threads=max(1, (os.cpu_count() or 1) // max(1, self.workers)),
                              sandbox=sandbox_cfg, sandbox_mode=sandbox.mode,
                              remap_cuda=not self.device.startswith("cuda"), fast_plot=not self.full_render)
@@ -179,31 +207,31 @@ class Settings:
         """What an instructor should hear about --model before grading with it."""
         import json
 
-        from grader.spec.assignment import MODEL_ID
-
-        if self.model in (TINY, MODEL_ID):
+        pack = self.pack
+        model_id = pack.model.id
+        if self.model in (TINY, model_id):
             return []
         config = Path(self.model) / "config.json"
         if config.is_file():
-            cfg = json.loads(config.read_text())
-            if cfg.get("architectures") == ["Qwen3ForCausalLM"] and cfg.get("num_hidden_layers") == 36 \
-                    and cfg.get("hidden_size") == 2560:
+            cfg, want = json.loads(config.read_text()), pack.model_config
+            keys = ("architectures", pack.family.num_layers_key, pack.family.hidden_key)
+            if all(cfg.get(k) == want.get(k) for k in keys):
                 return []
-            return [f"{self.model} is not Qwen3-4B (architectures {cfg.get('architectures')}, "
-                    f"{cfg.get('num_hidden_layers')} layers, hidden {cfg.get('hidden_size')}): students' notebooks "
-                    f"load {MODEL_ID}, and their verdicts will be judged against this model instead"]
-        return [f"--model {self.model} is not the assignment's model ({MODEL_ID}): students' notebooks load "
-                f"{MODEL_ID}, and their verdicts will be judged against {self.model} instead"]
+            return [f"{self.model} is not {pack.model.name} (" + ", ".join(f"{k} {cfg.get(k)}" for k in keys)
+                    + f"): students' notebooks load {model_id}, and their verdicts will be judged against this "
+                    "model instead"]
+        return [f"--model {self.model} is not the assignment's model ({model_id}): students' notebooks load "
+                f"{model_id}, and their verdicts will be judged against {self.model} instead"]
 
     def golden_store(self):
         from grader.judge.golden import GoldenStore
 
-        return GoldenStore(self.model, self.golden_cache, device=self.device)
+        return GoldenStore(self.model, self.golden_cache, device=self.device, assignment=self.assignment)
 
     def load_rubric(self) -> dict:
         from grader.rubric.config import load_rubric
 
-        return load_rubric(self.rubric)
+        return load_rubric(self.rubric, self.assignment)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -217,6 +245,15 @@ class Settings:
         for key in ("rubric", "golden_cache"):
             d[key] = Path(d[key]) if d.get(key) else None
         return cls(**d)
+
+
+def recorded_assignment(out: Path) -> str | None:
+    """The assignment pack the run in OUT graded with (OUT/grading.json), None when nothing is recorded."""
+    try:
+        record = RunRecord.read(out)
+    except Exception:  # noqa: BLE001 - an unreadable record: the default pack, as before records existed
+        return None
+    return record.settings.get("assignment") if record else None
 
 
 @dataclass
@@ -246,7 +283,7 @@ class RunRecord:
         """The record in OUT (None when there is none); UsageError when it is not one."""
         import json
 
-        from grader.spec.errors import UsageError
+        from grader.errors import UsageError
 
         path = Path(out) / RUN_RECORD
         try:

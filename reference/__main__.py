@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the assignment correctly end to end and write the golden artifacts.",
     )
     parser.add_argument("--model", default=TINY, help="'tiny' (the bundled miniature), a hub id such as "
-                        "Qwen/Qwen3-4B (read from your Hugging Face cache), or a local folder (default: tiny)")
+                        "the pack's model id (read from your Hugging Face cache), or a local folder (default: tiny)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the artifacts")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="default: float32")

@@ -1,9 +1,10 @@
 """Capture every site of every decoder layer with forward hooks, and cross-check the captures.
 
-One forward pass of the prompt with hooks at all seven sites (see grader.spec.sites) of all layers.
-The captures are checked against each other and against `output_hidden_states` before anything is
-written, so a transformers release that changes the layer's wiring fails loudly here instead of
-producing a wrong golden.
+One forward pass of the prompt with hooks at all seven sites (grader/spec/sites.py; where each is read
+in a layer is the family's, grader/families/) of all layers. The captures are checked against each
+other (the family's wiring: resid_mid = resid_pre + attn_out, ...) and against `output_hidden_states`
+before anything is written, so a transformers release that changes the layer's wiring fails loudly
+here instead of producing a wrong golden.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from grader.errors import StageError
+from grader.families.base import FORWARD_PRE, Family
+from grader.spec.sites import SITE_NAMES
 from reference.model import decoder_layers
-from grader.spec.sites import SITE_NAMES, SITES
 
 
-class CaptureConsistencyError(AssertionError):
+class CaptureConsistencyError(StageError, AssertionError):
     pass
 
 
@@ -48,12 +51,13 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.to(device="cpu", dtype=torch.float32, copy=True).numpy()  # [N, d]
 
 
-def _install(layer: torch.nn.Module, index: int, store: dict[str, np.ndarray]) -> list:
+def _install(layer: torch.nn.Module, index: int, store: dict[str, np.ndarray], family: Family) -> list:
     handles = []
-    for site in SITES.values():
-        module = layer.get_submodule(site.module) if site.module else layer
-        key = f"{site.name}.{index}"
-        if site.hook == "forward_pre":
+    for name in SITE_NAMES:
+        place = family.sites[name]
+        module = layer.get_submodule(place.module) if place.module else layer
+        key = f"{name}.{index}"
+        if place.hook == FORWARD_PRE:
 
             def pre_hook(mod, args, kwargs, key=key):
                 hidden = args[0] if args else kwargs["hidden_states"]
@@ -69,40 +73,46 @@ def _install(layer: torch.nn.Module, index: int, store: dict[str, np.ndarray]) -
     return handles
 
 
-def _check(ok: bool, what: str, worst: float) -> None:
+def _check(ok: bool, what: str, worst: float, family: Family) -> None:
     if not ok:
         raise CaptureConsistencyError(
             f"captured activations are inconsistent: {what} (max abs difference {worst:.3g}); "
-            "the decoder layer's wiring differs from Qwen3DecoderLayer's, so no golden is written"
+            f"the decoder layer's wiring differs from {family.decoder_layer}'s, so no golden is written"
         )
 
 
-def cross_check(caps: Captures, hidden_states: list[np.ndarray | torch.Tensor], atol: float) -> None:
-    """resid_pre == hidden_states[N]; resid_mid == resid_pre + attn_out; resid_post == resid_mid + mlp_out.
+def cross_check(caps: Captures, hidden_states: list[np.ndarray | torch.Tensor], atol: float, family: Family) -> None:
+    """resid_pre == hidden_states[N], and the family's wiring (resid_mid == resid_pre + attn_out, resid_post ==
+    resid_mid + mlp_out for pre-norm blocks); resid_post of N == resid_pre of N + 1.
 
     hidden_states may be the model's own tensors: each is converted to float32 only for its layer.
     """
     for n in range(caps.num_layers):
-        pre, mid, post = caps.get("resid_pre", n), caps.get("resid_mid", n), caps.get("resid_post", n)
+        pre, post = caps.get("resid_pre", n), caps.get("resid_post", n)
         hidden = hidden_states[n]
         hidden = _to_numpy(hidden) if isinstance(hidden, torch.Tensor) else hidden  # [N, d]
         diff = np.abs(pre - hidden).max()
-        _check(diff <= atol, f"resid_pre.{n} != output_hidden_states[{n}]", diff)
-        diff = np.abs(mid - (pre + caps.get("attn_out", n))).max()
-        _check(diff <= atol * (1 + np.abs(mid).max()), f"resid_mid.{n} != resid_pre.{n} + attn_out.{n}", diff)
-        diff = np.abs(post - (mid + caps.get("mlp_out", n))).max()
-        _check(diff <= atol * (1 + np.abs(post).max()), f"resid_post.{n} != resid_mid.{n} + mlp_out.{n}", diff)
+        _check(diff <= atol, f"resid_pre.{n} != output_hidden_states[{n}]", diff, family)
+        for total, a, b in family.wiring:
+            t = caps.get(total, n)
+            diff = np.abs(t - (caps.get(a, n) + caps.get(b, n))).max()
+            _check(diff <= atol * (1 + np.abs(t).max()), f"{total}.{n} != {a}.{n} + {b}.{n}", diff, family)
         if n + 1 < caps.num_layers:
             diff = np.abs(post - caps.get("resid_pre", n + 1)).max()
-            _check(diff <= atol, f"resid_post.{n} != resid_pre.{n + 1}", diff)
+            _check(diff <= atol, f"resid_post.{n} != resid_pre.{n + 1}", diff, family)
 
 
 @torch.no_grad()
-def capture_all_sites(model: torch.nn.Module, input_ids: torch.Tensor) -> Captures:
-    """Run input_ids [1, N] once with hooks at every site; return cross-checked float32 captures."""
-    layers = decoder_layers(model)
+def capture_all_sites(model: torch.nn.Module, input_ids: torch.Tensor, family: Family | None = None) -> Captures:
+    """Run input_ids [1, N] once with hooks at every site; return cross-checked float32 captures. The
+    family (where the sites are) defaults to the one of the model's config."""
+    if family is None:
+        from grader.families import for_config
+
+        family = for_config(model.config.to_dict())
+    layers = decoder_layers(model, family)
     store: dict[str, np.ndarray] = {}
-    handles = [h for i, layer in enumerate(layers) for h in _install(layer, i, store)]
+    handles = [h for i, layer in enumerate(layers) for h in _install(layer, i, store, family)]
     try:
         # logits_to_keep=1: the captures need no logits; all 404 would be [1, 404, 151936] and
         # the lm_head matmul, ~10% of Qwen3-4B's forward.
@@ -124,7 +134,7 @@ def capture_all_sites(model: torch.nn.Module, input_ids: torch.Tensor) -> Captur
         hidden_size=hidden[0].shape[-1],
     )
     dtype = next(model.parameters()).dtype
-    cross_check(caps, hidden, atol=1e-5 if dtype == torch.float32 else 1e-2)
+    cross_check(caps, hidden, atol=1e-5 if dtype == torch.float32 else 1e-2, family=family)
     return caps
 
 

@@ -2,7 +2,8 @@
 
 Boxes carry the module names and reprs exactly as `print(model)` shows them, the two skip
 connections are drawn as arrows around the sub-blocks into the adds, and the seven sites of
-grader.spec.sites label the residual stream and the sub-block outputs.
+grader/spec/sites.py label the residual stream and the sub-block outputs, at the modules the model's
+family reads them at (grader/families/).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from grader.families.base import Family
 from reference.model import decoder_layers
 
 
@@ -30,24 +32,25 @@ def describe_layer(layer: torch.nn.Module) -> dict[str, list[str]]:
     return blocks
 
 
-def draw_decoder_layer(model: torch.nn.Module, path: Path) -> Path:
+def draw_decoder_layer(model: torch.nn.Module, path: Path, family: Family) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    layers = decoder_layers(model)
+    layers = decoder_layers(model, family)
     layer = layers[0]
     blocks = describe_layer(layer)
+    ln1, attn, ln2, mlp = (family.module_of(s) for s in ("ln1_out", "attn_out", "ln2_out", "mlp_out"))
     line_h = 0.26  # height of one printed line, in axis units
     heights = {name: 0.25 + line_h * len(lines) for name, lines in blocks.items()}
     ln1_y = 1.3
-    attn_y = ln1_y + heights["input_layernorm"] + 0.6
-    add1 = attn_y + heights["self_attn"] + 0.6
+    attn_y = ln1_y + heights[ln1] + 0.6
+    add1 = attn_y + heights[attn] + 0.6
     ln2_y = add1 + 0.9
-    mlp_y = ln2_y + heights["post_attention_layernorm"] + 0.6
-    add2 = mlp_y + heights["mlp"] + 0.6
+    mlp_y = ln2_y + heights[ln2] + 0.6
+    add2 = mlp_y + heights[mlp] + 0.6
     top = add2 + 1.0
     fig, ax = plt.subplots(figsize=(10, top * 0.75))
     ax.set_xlim(0, 10)
@@ -74,7 +77,7 @@ def draw_decoder_layer(model: torch.nn.Module, path: Path) -> Path:
 
     ax.text(5, top + 0.2, f"{type(layer).__name__} (layer N of {len(layers)}), modules as printed by print(model)",
             ha="center", fontsize=11, weight="bold")
-    ax.text(stream_x - 0.2, 0.05, "hidden_states from layer N-1 (embed_tokens for N = 0)", ha="left", fontsize=8)
+    ax.text(stream_x - 0.2, 0.05, "hidden_states from layer N-1 (the token embeddings for N = 0)", ha="left", fontsize=8)
     # residual stream, bottom (layer input) to top (layer output), through the two adds
     arrow((stream_x, 0.35), (stream_x, add1 - 0.22))
     arrow((stream_x, add1 + 0.22), (stream_x, add2 - 0.22))
@@ -83,8 +86,8 @@ def draw_decoder_layer(model: torch.nn.Module, path: Path) -> Path:
     site(add1 + 0.55, "resid_mid")
     site(top - 0.2, "resid_post\n(layer output)")
     for (norm, block, norm_y, block_y, add_y, color, outs) in (
-        ("input_layernorm", "self_attn", ln1_y, attn_y, add1, "#fde9d9", ("ln1_out", "attn_out")),
-        ("post_attention_layernorm", "mlp", ln2_y, mlp_y, add2, "#e2f0d9", ("ln2_out", "mlp_out")),
+        (ln1, attn, ln1_y, attn_y, add1, "#fde9d9", ("ln1_out", "attn_out")),
+        (ln2, mlp, ln2_y, mlp_y, add2, "#e2f0d9", ("ln2_out", "mlp_out")),
     ):
         n0, n1 = box(norm_y, norm, "#e8f1fb")
         b0, b1 = box(block_y, block, color)
@@ -96,8 +99,7 @@ def draw_decoder_layer(model: torch.nn.Module, path: Path) -> Path:
         ax.text(stream_x + 0.08, (norm_y + add_y) / 2, "skip connection", fontsize=7, rotation=90, va="center",
                 ha="left", color="gray")
         add_node(add_y)
-    ax.text(box_x, 0.6, "self_attn: q/k/v_proj read ln1_out, q_norm/k_norm normalise each head's queries and keys, "
-            "o_proj writes attn_out.\nmlp: down_proj(act_fn(gate_proj(x)) * up_proj(x)).", fontsize=7.5, va="center")
+    ax.text(box_x, 0.6, family.diagram_note, fontsize=7.5, va="center")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

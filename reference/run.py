@@ -1,7 +1,7 @@
 """The assignment, done correctly, end to end; writes the golden artifacts into one folder.
 
-    captures.npz      "{site}.{N}" -> [404, hidden] float32, every site of every layer
-    projections.npz   "{N}" -> [3, 404] float32, exact PCA top-3, each token on the unit sphere
+    captures.npz      "{site}.{N}" -> [N_tokens, hidden] float32, every site of every layer
+    projections.npz   "{N}" -> [3, N_tokens] float32, exact PCA top-3, each token on the unit sphere
     tokens.gif        one frame per layer, drawn with the assignment's plotting code
     decoder_layer.png the Part 2 diagram, generated from the module tree
     metrics.json      per-layer singular values, clustering and motion metrics
@@ -19,20 +19,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reference import model as model_mod
-from grader.spec.assignment import LABELS, NUM_TOKENS, PROMPT
-from reference.capture import Captures, capture_all_sites
 from grader.io import sha256
-from reference.metrics import layer_metrics
 from grader.spec.geometry import pca3
+from grader.spec.pack import Assignment, load_pack
 from grader.spec.sites import SITE_NAMES
+from reference import model as model_mod
+from reference.capture import Captures, capture_all_sites
+from reference.metrics import layer_metrics
 
 ARTIFACTS = ("captures.npz", "projections.npz", "tokens.gif", "decoder_layer.png", "metrics.json")
 
 
 @dataclass
 class ReferenceConfig:
-    model: str = model_mod.TINY  # "tiny", a hub id (from the HF cache) or a local folder
+    model: str = model_mod.TINY  # "tiny" (the pack's miniature), a hub id (from the HF cache) or a local folder
+    assignment: str | None = None  # the assignment pack (grader/packs/<name> or a folder); None: the default
     out: Path = Path("reference-out")
     device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto"
     dtype: str = "float32"  # the golden is float32; bfloat16 shows what a bf16 student sees
@@ -41,19 +42,16 @@ class ReferenceConfig:
     workers: int | None = None  # processes drawing GIF frames (default: CPU count)
 
 
-def tokenize(tokenizer) -> torch.Tensor:
-    """The prompt's token ids [1, 404]; fails if the tokenizer is not Qwen3's."""
-    ids = tokenizer(PROMPT, return_tensors="pt")["input_ids"]  # [1, N]
-    if ids.shape[1] != NUM_TOKENS:
+def tokenize(tokenizer, pack: Assignment | None = None) -> torch.Tensor:
+    """The prompt's token ids [1, N] (the default pack's when none is given); fails if the tokenizer does not
+    give the pack's token count."""
+    pack = pack or load_pack()
+    ids = tokenizer(pack.prompt, return_tensors="pt")["input_ids"]  # [1, N]
+    want = pack.prompt_section.tokens
+    if want is not None and ids.shape[1] != want:
         raise model_mod.UnsupportedModelError(
-            f"the assignment's prompt must tokenize to {NUM_TOKENS} tokens with Qwen3's tokenizer; "
+            f"the assignment's prompt must tokenize to {want} tokens with {pack.model.name}'s tokenizer; "
             f"this model's tokenizer ({type(tokenizer).__name__}) gives {ids.shape[1]}"
-        )
-    decoded = [tokenizer.decode([i]) for i in ids[0].tolist()]
-    if decoded != LABELS:
-        first = next(i for i, (a, b) in enumerate(zip(decoded, LABELS)) if a != b)
-        raise model_mod.UnsupportedModelError(
-            f"token {first} decodes to {decoded[first]!r}; the assignment's labels say {LABELS[first]!r}"
         )
     return ids
 
@@ -68,11 +66,12 @@ def run_reference(cfg: ReferenceConfig, log=print) -> dict:
     t0 = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    loaded = model_mod.load(cfg.model, cfg.device, cfg.dtype)
+    pack = load_pack(cfg.assignment)
+    loaded = model_mod.load(cfg.model, cfg.device, cfg.dtype, pack)
     model = loaded.model
     log(f"loaded {loaded.model_id} ({type(model).__name__}, {len(loaded.layers)} layers) on {cfg.device} in {cfg.dtype}")
-    ids = tokenize(loaded.tokenizer).to(next(model.parameters()).device)
-    caps = capture_all_sites(model, ids)
+    ids = tokenize(loaded.tokenizer, pack).to(next(model.parameters()).device)
+    caps = capture_all_sites(model, ids, pack.family)
     log(f"captured {len(caps.arrays)} site activations of {caps.num_layers} layers, cross-checked")
     np.savez(out / "captures.npz", **caps.arrays)
     spheres, fits = project_all(caps)
@@ -84,23 +83,25 @@ def run_reference(cfg: ReferenceConfig, log=print) -> dict:
     if cfg.diagram:
         from reference.diagram import draw_decoder_layer
 
-        draw_decoder_layer(model, out / "decoder_layer.png")
+        draw_decoder_layer(model, out / "decoder_layer.png", pack.family)
     if cfg.gif:
         from reference.plotting import write_gif
 
         log(f"drawing {len(spheres)} GIF frames with the assignment's plotting code ...")
-        write_gif(spheres, out, workers=cfg.workers)
-    manifest = build_manifest(cfg, loaded, caps, out, seconds=time.perf_counter() - t0)
+        labels = [loaded.tokenizer.decode([i]) for i in caps.input_ids]
+        write_gif(spheres, out, labels, workers=cfg.workers)
+    manifest = build_manifest(cfg, loaded, caps, out, pack, seconds=time.perf_counter() - t0)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     log(f"wrote {', '.join(sorted(manifest['files']))} and manifest.json to {out} in {manifest['seconds']:.1f} s")
     return manifest
 
 
-def build_manifest(cfg: ReferenceConfig, loaded, caps: Captures, out: Path, seconds: float) -> dict:
+def build_manifest(cfg: ReferenceConfig, loaded, caps: Captures, out: Path, pack: Assignment, seconds: float) -> dict:
     import transformers
 
     c = loaded.model.config
     return {
+        "assignment": pack.name,
         "model_id": loaded.model_id,
         "name_or_path": loaded.name_or_path,
         "revision": loaded.revision,
@@ -109,9 +110,9 @@ def build_manifest(cfg: ReferenceConfig, loaded, caps: Captures, out: Path, seco
             "architecture": type(loaded.model).__name__,
             "num_hidden_layers": c.num_hidden_layers,
             "hidden_size": c.hidden_size,
-            "intermediate_size": c.intermediate_size,
+            "intermediate_size": getattr(c, "intermediate_size", None),  # GPT-2: None (4 x hidden)
             "num_attention_heads": c.num_attention_heads,
-            "num_key_value_heads": c.num_key_value_heads,
+            "num_key_value_heads": getattr(c, "num_key_value_heads", None),
             "head_dim": getattr(c, "head_dim", None),
             "vocab_size": c.vocab_size,
             "tie_word_embeddings": getattr(c, "tie_word_embeddings", None),
@@ -124,7 +125,7 @@ def build_manifest(cfg: ReferenceConfig, loaded, caps: Captures, out: Path, seco
             "transformers": transformers.__version__,
             "numpy": np.__version__,
         },
-        "prompt": PROMPT,
+        "prompt": pack.prompt,
         "token_ids": caps.input_ids,
         "num_tokens": len(caps.input_ids),
         "sites": list(SITE_NAMES),

@@ -58,7 +58,8 @@ def test_gradescope_bundle_holds_the_scripts_and_the_project(tmp_path):
         mode = (zf.getinfo("run_autograder").external_attr >> 16) & 0o777
         setup = zf.read("setup.sh").decode()
     assert {"setup.sh", "run_autograder", "pyproject.toml", "grader/cli.py", "grader/rubric/checks/test_part3_hooks.py",
-            "grader/rubric/rubric.toml", "grader/spec/assignment.py", "miniature/tiny.py", "miniature/golden/projections.npz"} <= names
+            "grader/packs/sphere-qwen3/assignment.toml", "grader/spec/pack.py", "miniature/tiny.py",
+            "grader/packs/sphere-qwen3/golden/projections.npz", "grader/packs/sphere-smollm2/golden/tokens.json"} <= names
     assert mode & 0o111 and not any("/submissions/" in n or "__pycache__" in n for n in names)
     assert "pip install -q /autograder/source" in setup
 

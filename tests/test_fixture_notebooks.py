@@ -16,7 +16,9 @@ from fixtures.notebooks import CATALOG, FAST, NAMES, SLOW, build, write_all
 from fixtures.notebooks.__main__ import main as cli_main
 from fixtures.notebooks.catalog import CHECK_IDS, NAME_RE, SITES
 from fixtures.notebooks.make_samples import STUDENTS, SUBMISSIONS_DIR, sample_notebooks
-from grader.spec.assignment import LABELS, PROMPT
+from grader.spec.pack import load_pack
+
+LABELS, PROMPT = load_pack().labels, load_pack().prompt
 
 REQUIRED = (
     "correct_layer_prehook", "correct_ln_prehook", "correct_ln_forward_hook_input", "correct_with_kwargs",

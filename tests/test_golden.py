@@ -7,10 +7,16 @@ is a hundredth of the judge's own median tolerance (PROJECTION_MEDIAN_DEG = 1 de
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
-from reference.make_golden import GOLDEN_DIR
-from grader.spec.assignment import NUM_LAYERS, NUM_TOKENS
+import pytest
+
+from grader.spec.pack import load_pack, shipped_packs
+
+PACK = load_pack()
+GOLDEN_DIR, NUM_LAYERS, NUM_TOKENS = PACK.golden_dir, PACK.n_layers, PACK.n_tokens
 
 MAX_DRIFT_DEG = 0.01  # per token, any layer
 
@@ -38,3 +44,17 @@ def test_projections_are_unit_vectors(reference_dir):
         for key in z.files:
             norms = np.linalg.norm(z[key], axis=0)
             assert np.allclose(norms, 1.0, atol=1e-6), f"layer {key}: norms range {norms.min()}..{norms.max()}"
+
+
+@pytest.mark.parametrize("name", shipped_packs())
+def test_committed_tokens_are_the_tokenizers(name):
+    """golden/tokens.json (the plotting cell's labels) is what the pack's tokenizer gives for its prompt."""
+    from grader.spec.pack import prompt_digest
+    from miniature.hf_cache import prompt_tokens
+
+    pack = load_pack(name)
+    data = json.loads((pack.golden_dir / "tokens.json").read_text())
+    ids, labels = prompt_tokens(pack)
+    assert data["prompt_sha256"] == prompt_digest(pack.prompt), f"{name}: tokens.json was made for another prompt"
+    assert (data["ids"], data["labels"]) == (ids, labels), f"{name}: tokens.json differs from {pack.model.id}'s tokenizer"
+    assert len(ids) == pack.n_tokens and pack.labels == labels

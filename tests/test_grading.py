@@ -16,7 +16,9 @@ import pytest
 
 from fixtures.notebooks import FAST, SLOW, get
 from grader.rubric.config import CHECK_IDS
-from grader.spec.assignment import NUM_LAYERS
+from grader.spec.pack import load_pack
+
+NUM_LAYERS = load_pack().n_layers
 from grader.spec.sites import SITE_NAMES
 
 from tests.conftest import CANVAS_ID

@@ -16,7 +16,9 @@ LOADS = textwrap.dedent(
     """
     import json, sys, torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3ForCausalLM
-    from grader.spec.assignment import PROMPT
+    from grader.spec.pack import load_pack
+
+    PROMPT = load_pack().prompt
     tok = AutoTokenizer.from_pretrained("Qwen/Qwen3-4B")
     ids = tok(PROMPT, return_tensors="pt")["input_ids"]
     calls = {

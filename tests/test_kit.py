@@ -110,11 +110,12 @@ def test_the_wheel_has_the_grader_and_frozen_goldens_and_no_solution(kit):
     assert not tops & {"reference", "fixtures", "tests", "bench"}
     assert not [n for n in names if n.startswith("grader/manual/") or n.endswith("dynamics.json")]
     for part in ("execute/executor.py", "rubric/checks/test_part3_hooks.py", "judge/golden.py", "report/render.py",
-                 "spec/template.py", "run/selfcheck.py", "report/templates/feedback.html", "rubric/rubric.toml"):
+                 "spec/template.py", "run/selfcheck.py", "report/templates/feedback.html", "packs/sphere-qwen3/assignment.toml", "packs/DEFAULT"):
         assert f"grader/{part}" in names, part
     for dtype in ("float32", "bfloat16", "float16"):
         assert f"grader/judge/frozen/golden-{dtype}.npz" in names
-    assert "miniature/tiny.py" in names and "miniature/hf_cache.py" in names and "miniature/golden/projections.npz" in names
+    assert "miniature/tiny.py" in names and "miniature/hf_cache.py" in names
+    assert "grader/packs/sphere-qwen3/golden/projections.npz" in names and "grader/packs/sphere-qwen3/golden/tokens.json" in names
     assert "grade-check = grader.run.selfcheck:check_main" in entry_points
     # the wheel requires what the grader's kernels have (pyproject's dependencies, Colab's libraries among
     # them), less the TA tools
@@ -144,7 +145,9 @@ def test_reference_and_fixtures_are_not_importable_in_the_kit(kit, tmp_path):
 
 
 def test_correct_notebook_runs_the_provided_plotting_cell_with_blank_labels_and_passes(kit_runs):
-    from grader.spec.template import PROVIDED_PLOTTING_CELL
+    from grader.spec.template import provided_plotting_cell
+
+    PROVIDED_PLOTTING_CELL = provided_plotting_cell()
 
     run = kit_runs["correct_real_plot"]
     assert run.returncode == 0, run.stdout[-3000:]
@@ -199,9 +202,9 @@ def test_another_prompt_is_explained_not_a_crash(kit_runs):
 def test_the_template_is_the_provided_cell_and_recognised_up_to_cosmetics():
     from fixtures.notebooks import build
     from fixtures.notebooks import cells as C
-    from grader.spec.template import PROVIDED_PLOTTING_CELL, is_provided_plotting_cell
+    from grader.spec.template import is_provided_plotting_cell, provided_plotting_cell
 
-    assert PROVIDED_PLOTTING_CELL == C.real_plot("pcas")
+    assert provided_plotting_cell() == C.real_plot("pcas")
     assert is_provided_plotting_cell(C.real_plot("proj"))  # another variable fed to it
     cosmetic = (C.real_plot("all_proj").replace("# PLOTTING CODE DO NOT TOUCH BELOW ===========", "# mine\n\n\n")
                 .replace('color="b"', "color='b'").replace("frames = []", "frames = []   # list of files"))

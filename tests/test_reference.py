@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from grader.spec.assignment import NUM_LAYERS, NUM_TOKENS
+from grader.spec.pack import load_pack
+
+NUM_LAYERS, NUM_TOKENS = load_pack().n_layers, load_pack().n_tokens
 from grader.spec.sites import SITE_NAMES
 
 
@@ -104,13 +106,13 @@ def test_unknown_model_offline_names_the_id_and_hf_home(tmp_path):
 def test_model_without_qwen3_layer_modules_lists_what_it_found(tmp_path, hf_home):
     from transformers import PhiConfig, PhiForCausalLM
 
-    from miniature.hf_cache import TOKENIZER_FILES, snapshot_dir
+    from miniature.hf_cache import snapshot_dir, tokenizer_files
 
     folder = tmp_path / "phi"
     cfg = PhiConfig(vocab_size=151936, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                     num_attention_heads=2)
     PhiForCausalLM(cfg).save_pretrained(folder)
-    for name in TOKENIZER_FILES:
+    for name in tokenizer_files():
         shutil.copyfile(snapshot_dir(hf_home) / name, folder / name)
     proc = _cli(["--model", str(folder), "--out", str(tmp_path / "o")])
     assert proc.returncode == 2, proc.stderr[-2000:]

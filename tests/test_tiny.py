@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from miniature import tiny
-from grader.spec.assignment import LABELS, NUM_LAYERS, PROMPT
+from grader.spec.pack import load_pack
 from grader.spec.geometry import align_signs, pca3, token_angles
 
 # sha256 of the miniature's model.safetensors. If numpy's PCG64 stream, the draw order or the
 # bf16 rounding changed, this changes, and so would every golden number: bump GENERATOR_VERSION.
+PACK = load_pack()
+LABELS, NUM_LAYERS, PROMPT = PACK.labels, PACK.n_layers, PACK.prompt
 PINNED_WEIGHTS_SHA256 = "9c15322b42255a29495adbce3c8b40f89a09a3422bc86bfcbc8028e7f7ee3cdf"
 
 
@@ -29,7 +31,7 @@ def test_config_matches_qwen3_4b_except_widths(hf_home):
 
     cfg = json.loads((_snapshot(hf_home) / "config.json").read_text())
     widths = {"hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim"}
-    for key, value in tiny.QWEN3_4B_CONFIG.items():
+    for key, value in PACK.model_config.items():
         if key not in widths:
             assert cfg[key] == value, f"config.json {key}: expected Qwen3-4B's {value!r}, found {cfg[key]!r}"
     assert cfg["hidden_size"] <= 64
@@ -72,7 +74,11 @@ def test_weights_are_deterministic():
     a, b = tiny.generate_weights(), tiny.generate_weights()
     assert list(a) == list(b)
     assert all(np.array_equal(a[k], b[k]) for k in a)
-    other = tiny.generate_weights(tiny.TinySpec(seed=3))
+    from dataclasses import replace
+
+    from miniature.engineered import draw_weights
+
+    other = draw_weights(PACK.family, tiny.config_dict(), replace(tiny.engineering(), seed=3))
     assert not np.array_equal(a["model.embed_tokens.weight"], other["model.embed_tokens.weight"])
 
 
@@ -80,7 +86,7 @@ def test_weights_are_the_same_bytes_everywhere(hf_home):
     digest = hashlib.sha256((_snapshot(hf_home) / "model.safetensors").read_bytes()).hexdigest()
     assert digest == PINNED_WEIGHTS_SHA256, (
         f"model.safetensors changed (sha256 {digest}); if intended, bump tiny.GENERATOR_VERSION, "
-        "regenerate miniature/golden and update PINNED_WEIGHTS_SHA256"
+        "regenerate the pack's golden/ (python -m reference.make_golden) and update PINNED_WEIGHTS_SHA256"
     )
 
 

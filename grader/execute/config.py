@@ -8,14 +8,16 @@ from pathlib import Path
 
 from grader.execute.kernel import KernelConfig
 from grader.execute.sandbox import SandboxConfig
+from grader.spec.pack import DEFAULT_LIMITS  # the one declaration of the time and output budgets
 
 
 @dataclass
 class ExecuteConfig:
     hf_home: Path | None = None  # the HF cache the kernel sees (the miniature's by default)
-    cell_timeout: float = 300.0  # seconds per cell
-    notebook_timeout: float = 1200.0  # seconds for all student cells together
-    output_cap_bytes: int = 100_000  # outputs kept per cell in executed.ipynb
+    cell_timeout: float = DEFAULT_LIMITS.cell_timeout  # seconds per cell
+    notebook_timeout: float = DEFAULT_LIMITS.notebook_timeout  # seconds for all student cells together
+    output_cap_bytes: int = DEFAULT_LIMITS.output_cap_bytes  # outputs kept per cell in executed.ipynb
+    num_layers: int = 0  # the assignment model's decoder layers (0: read from the model the notebook loaded)
     max_extract_bytes: int = 1 << 30  # captures/projections read back from the kernel
     max_kept_file_bytes: int = 20 << 20  # largest image/GIF copied out of the working dir
     threads: int = 1  # torch/OpenMP threads inside the kernel

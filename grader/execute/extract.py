@@ -110,7 +110,7 @@ def _per_layer(value, n_layers):
             out[i] = conv
         return out, type(value).__name__
     conv = _to_float_array(value)
-    if conv is not None and conv[0].ndim >= 3 and conv[0].shape[0] in (n_layers, n_layers + 1):
+    if conv is not None and n_layers and conv[0].ndim >= 3 and conv[0].shape[0] in (n_layers, n_layers + 1):
         arr, info = conv
         return {i: (arr[i], dict(info, stacked=True)) for i in range(arr.shape[0])}, "stacked"
     return {}, None
@@ -292,7 +292,7 @@ def extract(config: dict) -> dict:
     result["project_modules_loaded"] = sorted(
         n for n in sys.modules if n.split(".")[0] in PROJECT_PACKAGES and n != STATE_MODULE)
     hidden = model_info.get("hidden_size") if model_info else None
-    n_layers = (model_info.get("num_layers") if model_info else None) or 36
+    n_layers = (model_info.get("num_layers") if model_info else None) or int(config.get("num_layers") or 0)
     found = _candidates(ns, n_layers, hidden, result["errors"])
     to_save = {}
     _summaries(found, int(config.get("max_extract_bytes", 1 << 30)), to_save, result)

@@ -19,15 +19,16 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import ensure_async, run_sync
+from grader.errors import StageError
 
 KERNEL_NAME = "qgrader-python"
 
 
-class KernelDiedError(RuntimeError):
+class KernelDiedError(StageError, RuntimeError):
     pass
 
 
-class HiddenCodeError(RuntimeError):
+class HiddenCodeError(StageError, RuntimeError):
     """The grader's own hidden code failed in the kernel (ename/evalue/traceback in the message)."""
 
 

@@ -81,6 +81,8 @@ class Family:
     final: tuple[Param, ...]
     derived: Mapping[str, str] = field(default_factory=dict)  # shape names computed from the config, as expressions
     num_layers_key: str = "num_hidden_layers"  # the config field holding the layer count
+    hidden_key: str = "hidden_size"  # the config field holding the residual stream's width
+    diagram_note: str = ""  # what the reference's Part 2 diagram says under the boxes
     # A decoder layer's wiring, as the reference checks its captures: resid_mid = resid_pre + attn_out and
     # resid_post = resid_mid + mlp_out (pre-norm residual blocks: Llama, Qwen, GPT-2).
     wiring: tuple[tuple[str, str, str], ...] = (("resid_mid", "resid_pre", "attn_out"),

@@ -38,6 +38,7 @@ FAMILY = Family(
     shrink=("n_embd", "n_head"),  # n_inner stays null: the MLP is 4 x n_embd wide, as in GPT-2
     derived={"hidden_size": "n_embd", "qkv_dim": "3 * n_embd", "inner_dim": "4 * n_embd"},
     num_layers_key="n_layer",
+    hidden_key="n_embd",
     embeddings=(
         Param("transformer.wte.weight", ("vocab_size", "hidden_size"), "embed"),
         Param("transformer.wpe.weight", ("n_positions", "hidden_size"), "position"),

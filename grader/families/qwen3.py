@@ -45,4 +45,6 @@ FAMILY = Family(
         Param("model.layers.{layer}.mlp.down_proj.weight", ("hidden_size", "intermediate_size"), "out"),
     ),
     final=(Param("model.norm.weight", ("hidden_size",), "ones"),),
+    diagram_note=("self_attn: q/k/v_proj read ln1_out, q_norm/k_norm normalise each head's queries and keys, "
+                  "o_proj writes attn_out.\nmlp: down_proj(act_fn(gate_proj(x)) * up_proj(x))."),
 )

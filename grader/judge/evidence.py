@@ -8,10 +8,10 @@ from pathlib import Path
 
 import nbformat
 
-from grader.spec.assignment import TEMPLATE_MARKDOWN
+from grader.families.base import Family
+from grader.spec.pack import Assignment, load_pack
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".svg", ".pdf", ".webp", ".gif"}
-PRINTED_MODEL_MARKERS = ("Qwen3DecoderLayer(", "(self_attn)", "(mlp)", "(input_layernorm)")
 
 
 @dataclass
@@ -26,7 +26,7 @@ class GifInfo:
 
 @dataclass
 class SubmittedView:
-    """What the student saw on Colab (the real Qwen3-4B), before the grader re-ran anything: the GIF they
+    """What the student saw on Colab (the real model), before the grader re-ran anything: the GIF they
     attached and the images stored in the notebook they submitted (out/<id>/submitted/)."""
 
     gif: Path | None = None
@@ -54,14 +54,17 @@ def _cell_text_outputs(cell) -> str:
     return "".join(p if isinstance(p, str) else "".join(p) for p in parts)
 
 
-def printed_model(nb: nbformat.NotebookNode | None) -> str | None:
+def printed_model(nb: nbformat.NotebookNode | None, family: Family | None = None) -> str | None:
+    """The printed model (its text from the top class down), when a cell's output shows everything the
+    family's decoder layer prints (`Family.printed`)."""
+    family = family or load_pack().family
     for cell in (nb.cells if nb else []):
         if cell.cell_type != "code":
             continue
         text = _cell_text_outputs(cell)
-        if all(marker in text for marker in PRINTED_MODEL_MARKERS):
-            # print(model) of AutoModelForCausalLM's Qwen3ForCausalLM, or of AutoModel's Qwen3Model (no LM head)
-            starts = [i for i in (text.find("Qwen3ForCausalLM("), text.find("Qwen3Model(")) if i >= 0]
+        if all(marker in text for marker in family.printed):
+            # print(model) of AutoModelForCausalLM's *ForCausalLM, or of AutoModel's base model (no LM head)
+            starts = [i for i in (text.find(f"{name}(") for name in (*family.causal_lm, *family.base_models)) if i >= 0]
             return text[min(starts, default=0):][:4000]
     return None
 
@@ -70,14 +73,14 @@ def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
-def answer_text(nb: nbformat.NotebookNode | None) -> str | None:
+def answer_text(nb: nbformat.NotebookNode | None, pack: Assignment | None = None) -> str | None:
     """The student's explanation: markdown they wrote in Part 5 (after their own Part 5 header, or after
     the last code cell when there is none), that is not the assignment's own text or a bare header.
     When nothing is found there (a code cell such as files.download(...) after the answer), markdown
     after the assignment's own Part 5 header counts too."""
     if nb is None:
         return None
-    template = [_normalise(t) for t in TEMPLATE_MARKDOWN]
+    template = [_normalise(t) for t in (pack or load_pack()).markdown_cells]
     cells = nb.cells
     headers = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and re.match(
         r"#+[^\n]*part\s*5", c.source.strip(), flags=re.I) and not re.search(r"part\s*4", c.source, flags=re.I)]

@@ -27,6 +27,7 @@ import numpy as np
 
 from grader.io import save_npz, write_atomic
 from grader.spec.sites import SITE_NAMES
+from grader.errors import StageError
 
 
 FROZEN_DIR = Path(__file__).resolve().parent / "frozen"  # shipped goldens (the student kit); absent in the repo
@@ -34,7 +35,7 @@ FROZEN_FORMAT = "qwen3-interp-grader/frozen-golden-v1"
 FROZEN_DTYPES = ("float32", "bfloat16", "float16")
 
 
-class GoldenUnavailable(LookupError):
+class GoldenUnavailable(StageError, LookupError):
     """No golden for these token ids and dtype here, and no way to compute one (no `reference` package).
     The message is for a student: what is missing and what to do."""
 
@@ -92,9 +93,12 @@ def _versions() -> str:
 class GoldenStore:
     """Lazily computes and caches goldens for one model ('tiny', a hub id or a path)."""
 
-    def __init__(self, model: str = "tiny", cache_dir: Path | None = None, device: str = "cpu"):
+    def __init__(self, model: str = "tiny", cache_dir: Path | None = None, device: str = "cpu",
+                 assignment: str | None = None):
+        from grader.spec.pack import load_pack
         from miniature.hf_cache import default_cache_root
 
+        self.pack = load_pack(assignment)
         self.model_spec = model
         self.device = device
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_root() / "golden"
@@ -103,18 +107,23 @@ class GoldenStore:
         self._tokenizer = None
         self.frozen_dir = FROZEN_DIR
 
+    @property
+    def _pack_tokenizer(self) -> bool:
+        """The model is the pack's (its miniature, or its real weights): it uses the pack's tokenizer."""
+        return self.model_spec in ("tiny", self.pack.model.id)
+
     def _model(self, dtype: str):
         if dtype not in self._loaded:
             _require_reference(f"the {dtype} reference model")
             from reference.model import load
 
-            self._loaded[dtype] = load(self.model_spec, self.device, dtype)
+            self._loaded[dtype] = load(self.model_spec, self.device, dtype, self.pack)
         return self._loaded[dtype]
 
     def _key(self, ids_digest: str, dtype: str) -> str:
         from miniature import tiny
 
-        ident = tiny.revision() if self.model_spec == "tiny" else self.model_spec
+        ident = f"{self.pack.name}:{tiny.revision(self.pack)}" if self.model_spec == "tiny" else self.model_spec
         text = f"{ident}|{dtype}|{ids_digest}|{_versions()}|{self.device}"
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -125,9 +134,12 @@ class GoldenStore:
         path = self.cache_dir / f"ids-{self._key('prompt', 'ids')}.json"
         if path.is_file():
             return json.loads(path.read_text())
-        from reference.run import tokenize  # imports torch: only when the ids are not cached yet
+        if self._pack_tokenizer:  # the pack's own tokenizer: its tokens are known without loading a model
+            ids = list(self.pack.tokens.ids)
+        else:
+            from reference.run import tokenize  # imports torch: only when the ids are not cached yet
 
-        ids = tokenize(self._model("float32").tokenizer)[0].tolist()
+            ids = tokenize(self._model("float32").tokenizer, self.pack)[0].tolist()
         write_atomic(path, json.dumps(ids))
         return ids
 
@@ -136,10 +148,10 @@ class GoldenStore:
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
-            if self.model_spec == "tiny":
+            if self._pack_tokenizer:
                 from miniature import hf_cache
 
-                source = str(hf_cache.snapshot_dir(hf_cache.ensure_hf_home()))
+                source = str(hf_cache.snapshot_dir(hf_cache.ensure_hf_home(pack=self.pack), self.pack))
             else:
                 source = self.model_spec
             self._tokenizer = AutoTokenizer.from_pretrained(source)
@@ -181,7 +193,7 @@ class GoldenStore:
             return None
         from miniature import tiny
 
-        return manifest if manifest.get("revision") == tiny.revision() else None
+        return manifest if manifest.get("revision") == tiny.revision(self.pack) else None
 
     def _frozen(self, digest: str, dtype: str) -> Golden | None:
         manifest = self._frozen_manifest()
@@ -212,7 +224,7 @@ class GoldenStore:
 
         loaded = self._model(dtype)
         device = next(loaded.model.parameters()).device
-        caps = capture_all_sites(loaded.model, torch.tensor([ids], device=device))
+        caps = capture_all_sites(loaded.model, torch.tensor([ids], device=device), self.pack.family)
         fits = [pca3(caps.get("resid_pre", n)) for n in range(caps.num_layers)]
         spheres = [f.sphere for f in fits]
         metrics = layer_metrics([caps.get("resid_pre", n) for n in range(caps.num_layers)],
@@ -277,7 +289,8 @@ def freeze(store: GoldenStore, out_dir: Path, dtypes: tuple[str, ...] = FROZEN_D
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ids = store.canonical_ids()
-    manifest = {"format": FROZEN_FORMAT, "model": "tiny", "revision": tiny.revision(), "token_ids": ids,
+    manifest = {"format": FROZEN_FORMAT, "model": "tiny", "assignment": store.pack.name,
+                "revision": tiny.revision(store.pack), "token_ids": ids,
                 "token_ids_sha256": ids_sha256(ids), "versions": _versions(), "dtypes": {}}
     for dtype in dtypes:
         golden = store.get(ids, dtype)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from grader.spec.sites import TARGET_SITE, parse_module_path, sites_readable_by
+from grader.families.base import Family
+from grader.spec.sites import TARGET_SITE
 
 
 @dataclass
@@ -46,15 +47,19 @@ KIND_WORDS = {
 }
 
 
-def generic_place(module: str) -> str:
-    """'model.layers.7.mlp' -> 'model.layers.N.mlp' (one name for the same place in every layer)."""
-    parsed = parse_module_path(module)
-    return module if parsed is None else "model.layers.N" + (f".{parsed[1]}" if parsed[1] else "")
+def _family(family: Family | None) -> Family:
+    if family is not None:
+        return family
+    from grader.spec.pack import load_pack
+
+    return load_pack().family
 
 
-def summarize(hooks: list[dict]) -> HookSummary:
+def summarize(hooks: list[dict], family: Family | None = None) -> HookSummary:
     """Only the student's own registrations count; hooks that torch or transformers registered
-    internally (e.g. to collect output_hidden_states) are kept apart in `library`."""
+    internally (e.g. to collect output_hidden_states) are kept apart in `library`. Module paths are read
+    with the model family's layer container (model.layers.N, transformer.h.N)."""
+    family = _family(family)
     own = [h for h in hooks if h.get("origin", "student") == "student"]
     summary = HookSummary(total=len(own), library=[h for h in hooks if h.get("origin", "student") != "student"])
     for h in own:
@@ -64,15 +69,15 @@ def summarize(hooks: list[dict]) -> HookSummary:
             summary.global_hooks.append(h)
             summary.placements[f"all modules ({words})"] += 1
             continue
-        parsed = parse_module_path(h.get("module") or "")
+        parsed = family.parse_module_path(h.get("module") or "")
         if parsed is None:
             summary.other.append(h)
             summary.placements[f"{h.get('module')} ({words})"] += 1
             continue
         layer, rel = parsed
         summary.by_layer.setdefault(layer, []).append(h)
-        summary.placements[f"{generic_place(h['module'])} ({words})"] += 1
-        if TARGET_SITE in sites_readable_by(rel, kind):
+        summary.placements[f"{family.generic_place(h['module'])} ({words})"] += 1
+        if TARGET_SITE in family.sites_readable_by(rel, kind):
             summary.reads_target.add(layer)
     return summary
 
@@ -98,21 +103,22 @@ class HookGroup:
         return layer_ranges(self.layers) if self.layers else "–"
 
 
-def hook_groups(hooks: list[dict]) -> list[HookGroup]:
+def hook_groups(hooks: list[dict], family: Family | None = None) -> list[HookGroup]:
     """Every registration (the student's and the libraries'), grouped by place, kind and cell."""
+    family = _family(family)
     groups: dict[tuple, HookGroup] = {}
     for h in hooks:
         module = h.get("module") or ""
-        parsed = parse_module_path(module)
+        parsed = family.parse_module_path(module)
         kind = h.get("kind", "forward")
-        generic = generic_place(module)
+        generic = family.generic_place(module)
         key = (generic, h.get("module_type"), kind, bool(h.get("with_kwargs")), bool(h.get("removed")), h.get("cell"),
                h.get("origin", "student"))
         g = groups.setdefault(key, HookGroup(generic, h.get("module_type") or "", kind, key[3], key[4], key[5], key[6]))
         g.count += 1
         if parsed is not None:
             g.layers.append(parsed[0])
-            readable = sites_readable_by(parsed[1], kind)
+            readable = family.sites_readable_by(parsed[1], kind)
             g.reads = ", ".join(readable) or "nothing of this layer's"
             g.reads_target = TARGET_SITE in readable
     for g in groups.values():

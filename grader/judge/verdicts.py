@@ -22,6 +22,7 @@ from grader.judge.hooks import HookGroup, HookSummary, hook_groups, summarize
 from grader.judge.projections import SpherePanel, sphere_panels
 from grader.results import CheckResult, Summary
 from grader.rubric.runner import not_graded, run_rubric
+from grader.spec.pack import Assignment
 from grader.status import Status
 from grader.intake.submission import SubmissionInfo
 
@@ -34,6 +35,7 @@ class Context:
     comparison: Comparison
     evidence: ev.Evidence
     hooks: HookSummary
+    assignment: Assignment  # the pack: model, layer count, prompt, family
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Judgement:
     spheres: list[SpherePanel] = field(default_factory=list)
     sphere_note: str = ""
     notebook: nbformat.NotebookNode | None = None  # the executed notebook
+    assignment: Assignment | None = None  # the pack it was judged for
 
     @property
     def judged(self) -> bool:
@@ -84,14 +87,15 @@ class Judgement:
             mistakes=self.mistakes(), notebook_sha256=info.notebook_sha256)
 
 
-def gather_evidence(rec: ExecutionRecord, out_dir: Path, attachments: list[str]) -> tuple[ev.Evidence, object]:
+def gather_evidence(rec: ExecutionRecord, out_dir: Path, attachments: list[str],
+                    pack: Assignment) -> tuple[ev.Evidence, object]:
     nb = _read_notebook(out_dir)
     files_dir = out_dir / "files"
     found = ev.Evidence(
-        printed_model=ev.printed_model(nb),
+        printed_model=ev.printed_model(nb, pack.family),
         diagrams=ev.diagrams(nb, files_dir, attachments),
         gif=ev.gif_info(files_dir, rec.files),
-        answer=ev.answer_text(nb),
+        answer=ev.answer_text(nb, pack),
         files=[f["name"] for f in rec.files],
         submitted=ev.submitted_view(out_dir / "submitted"),
     )
@@ -102,16 +106,19 @@ def judge(out_dir: Path, store: GoldenStore, rubric: dict, attachments: list[str
     """Every verdict on the submission executed into out_dir."""
     rec = read_execution(out_dir / "execution.json")
     golden = store.get()
-    found, nb = gather_evidence(rec, out_dir, attachments)
-    hooks = summarize(rec.hooks or [])
+    pack, family = store.pack, store.pack.family
+    found, nb = gather_evidence(rec, out_dir, attachments, pack)
+    hooks = summarize(rec.hooks or [], family)
     if not rec.status.judgeable:  # the evidence is shown to the TA, not used for grading
         return Judgement(execution=rec, golden=golden, checks=not_graded(rubric, rec.reason), evidence=found,
-                         hooks=hooks, hook_groups=hook_groups(rec.hooks or []), notebook=nb)
+                         hooks=hooks, hook_groups=hook_groups(rec.hooks or [], family), notebook=nb,
+                         assignment=pack)
     extracted = load_npz(out_dir / "extracted.npz")
     comparison = compare(rec, extracted, store)
-    checks = run_rubric(Context(execution=rec, comparison=comparison, evidence=found, hooks=hooks), rubric)
+    checks = run_rubric(Context(execution=rec, comparison=comparison, evidence=found, hooks=hooks, assignment=pack),
+                        rubric)
     judgement = Judgement(execution=rec, golden=golden, checks=checks, comparison=comparison, evidence=found,
-                          hooks=hooks, hook_groups=hook_groups(rec.hooks), notebook=nb)
+                          hooks=hooks, hook_groups=hook_groups(rec.hooks, family), notebook=nb, assignment=pack)
     if comparison.projections is not None:
         caps = comparison.captures
         wrong_site = bool(caps) and any(not ls.correct for ls in caps.layers)

@@ -27,6 +27,7 @@ from grader.manual import outdir
 from grader.manual.store import MAX_COMMENT, ManualGradeError, ManualStore, parse_points
 from grader.report.totals import manual_mark
 from grader.results import Result
+from grader.errors import UsageError
 
 COLUMNS = ("id", "student", "check", "max_points", "points", "comment")
 REQUIRED = ("id", "check", "points", "comment")
@@ -43,7 +44,7 @@ class RowProblem:
         return f"line {self.line}: {self.row}\n    expected {self.expected}; found {self.found}"
 
 
-class CsvImportError(ValueError):
+class CsvImportError(UsageError, ValueError):
     """The CSV was refused; `problems` lists every bad row. Nothing was written."""
 
     def __init__(self, path: Path | str, problems: list[RowProblem]):

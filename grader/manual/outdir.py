@@ -68,7 +68,7 @@ def manual_checks(res: Result) -> dict[str, CheckResult]:
 
 
 def default_manual_checks() -> dict[str, CheckResult]:
-    """The manual checks of the default rubric (the checks' markers + grader/rubric/rubric.toml)."""
+    """The manual checks of the default rubric (the checks' markers + the default pack's rubric)."""
     try:
         from grader.rubric.config import load_rubric
         from grader.rubric.runner import not_graded

@@ -28,7 +28,7 @@ from grader.results import CheckResult, Grade, Result, Summary
 from grader.status import Status
 
 CHECKS = [  # (id, title, max points, manual)
-    ("p1.model_loaded", "Qwen3-4B and its tokenizer are loaded", 5.0, False),
+    ("p1.model_loaded", "The model and its tokenizer are loaded", 5.0, False),
     ("p2.model_printed", "The printed model shows the decoder layer's modules", 5.0, False),
     ("p2.diagram", "Diagram of a decoder layer (graded by a TA)", 10.0, True),
     ("p3.captures_match", "Captured tensors equal the residual stream entering each layer", 15.0, False),

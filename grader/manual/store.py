@@ -34,6 +34,7 @@ from typing import Iterable, Iterator
 from grader.io import write_atomic
 from grader.manual import outdir
 from grader.results import Result
+from grader.errors import GraderError, UsageError
 
 try:
     import fcntl
@@ -48,11 +49,11 @@ LOCK_TIMEOUT_S = 30.0
 STALE_LOCKFILE_S = 120.0  # the fallback lock file of a writer that died is broken after this
 
 
-class ManualGradeError(ValueError):
+class ManualGradeError(UsageError, ValueError):
     """A grade that cannot be recorded (unknown submission or check, points out of range)."""
 
 
-class ManualStoreError(RuntimeError):
+class ManualStoreError(GraderError, RuntimeError):
     """manual.json cannot be read or locked; nothing was written."""
 
 

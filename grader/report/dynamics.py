@@ -42,7 +42,7 @@ def caption(panel: dict) -> str:
     """One line for the report under the figure: which model, how many layers and tokens."""
     m = panel["model"]
     return (f"{m['hub_id']} ({panel['num_layers']} layers, {panel['n_tokens']} tokens of the assignment's prompt; "
-            f"{m.get('note', '')}). Not Qwen3-4B and not the grader's miniature: shown so answers can be "
+            f"{m.get('note', '')}). Not the assignment's model and not the grader's miniature: shown so answers can be "
             f"read against real trained-model dynamics.")
 
 

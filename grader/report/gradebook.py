@@ -17,15 +17,23 @@ from pathlib import Path
 from grader.io import write_atomic
 from grader.report.totals import LatePolicy, Total, load_late_policy, totals
 from grader.results import load_results
+from grader.errors import UsageError
 
 CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 # The grades.csv column when --canvas-assignment is not given (nor recorded in OUT/grading.json): the
 # assignment's name, as its value is the assignment's total (automated + the TA's points - late penalty).
-DEFAULT_ASSIGNMENT = "Residual stream on the sphere"
+def default_column(assignment: str | None = None) -> str:
+    """The Canvas column when --canvas-assignment is not given: the pack's [assignment] gradebook_column."""
+    from grader.spec.pack import load_pack
+
+    return load_pack(assignment).info.gradebook_column
+
+
+DEFAULT_ASSIGNMENT = default_column()  # the default pack's column
 CANVAS_ID = re.compile(r"\(\s*\d+\s*\)\s*$")  # Canvas's export names a column "Assignment name (12345)"
 
 
-class ManualPendingError(RuntimeError):
+class ManualPendingError(UsageError, RuntimeError):
     """--require-manual and manual checks are still ungraded: grades.csv was not written."""
 
 
@@ -100,11 +108,14 @@ def write_class_outputs(out_root: Path, canvas_assignment: str | None = None, ru
     canvas_assignment None: DEFAULT_ASSIGNMENT."""
     from grader.report.index import write_index
 
+    from grader.settings import recorded_assignment
+
     out_root = Path(out_root)
-    canvas_assignment = canvas_assignment or DEFAULT_ASSIGNMENT
-    late: LatePolicy = load_late_policy(rubric)
+    assignment = recorded_assignment(out_root)
+    canvas_assignment = canvas_assignment or default_column(assignment)
+    late: LatePolicy = load_late_policy(rubric, assignment)
     rows = totals(out_root, load_results(out_root), late)
-    similar = similar_submissions(out_root, rows)
+    similar = similar_submissions(out_root, rows, assignment)
     paths = {"csv": out_root / "grades.csv", "detail": out_root / "grades_detail.csv", "index": out_root / "index.html"}
     out = ClassOutputs(paths, rows)
     if not CANVAS_ID.search(canvas_assignment):  # fine for a new column; one line on how to fill an existing one
@@ -120,8 +131,9 @@ def write_class_outputs(out_root: Path, canvas_assignment: str | None = None, ru
     return out
 
 
-def similar_submissions(out_root: Path, rows: list[Total]) -> dict[str, list[str]]:
+def similar_submissions(out_root: Path, rows: list[Total], assignment: str | None = None) -> dict[str, list[str]]:
     """{submission id: ids of submissions whose own code or answer is (nearly) the same}."""
     from grader.report.similar import similar_map
+    from grader.spec.pack import load_pack
 
-    return similar_map(out_root, [t.result for t in rows])
+    return similar_map(out_root, [t.result for t in rows], load_pack(assignment))

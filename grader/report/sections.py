@@ -50,6 +50,12 @@ class Page:
     def n_layers(self) -> int:
         return int(self.judgement.golden.num_layers)
 
+    @property
+    def family(self):
+        from grader.spec.pack import load_pack
+
+        return (self.judgement.assignment or load_pack()).family
+
 
 def cell_error_rows(cells) -> dict:
     """Cells that raised or timed out, named as the executed notebook shows them ("In [7]"), with their
@@ -92,7 +98,7 @@ def site_strip(page: Page) -> dict:
         used[site] += 1
         cells.append({"layer": layer, "short": SITE_SHORT.get(site, site[:5]) + (f"{offset:+d}" if offset else ""),
                       "css": "site-ok" if correct else f"site-{site}", "correct": correct,
-                      "title": _site_title(layer, ls, site, offset)})
+                      "title": _site_title(layer, ls, site, offset, page.family)})
     legend = [{"site": s, "css": "site-ok" if s == TARGET_SITE else f"site-{s}", "short": SITE_SHORT.get(s, s),
                "count": c} for s, c in used.most_common()]
     return {"present": True, "cells": cells, "legend": legend, "n_correct": sum(c["correct"] for c in cells),
@@ -101,10 +107,10 @@ def site_strip(page: Page) -> dict:
             "outside": [ls.key for ls in caps.layers if not 0 <= ls.layer < n], "columns": min(n, 18)}
 
 
-def _site_title(layer: int, ls, site: str, offset: int) -> str:
+def _site_title(layer: int, ls, site: str, offset: int, family) -> str:
     if ls is None:
         return f"layer {layer}: not captured"
-    where = describe(site, layer + offset) if site in SITES else f"{SITE_EXTRA_WORDS.get(site, site)}"
+    where = describe(site, layer + offset, family) if site in SITES else f"{SITE_EXTRA_WORDS.get(site, site)}"
     parts = [f"layer {layer} (key {ls.key}), shape {ls.shape}: {where}"]
     if ls.error is not None:
         parts.append(f"median relative error {ls.error:.2g} to {ls.nearest}")

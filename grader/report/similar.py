@@ -28,11 +28,11 @@ def _notebook(out_dir: Path):
     return None
 
 
-def similar_map(out_root: Path, results: list[Result]) -> dict[str, list[str]]:
+def similar_map(out_root: Path, results: list[Result], pack=None) -> dict[str, list[str]]:
     """{id: ids it is similar to}; also (re)writes the side-by-side pages under out_root/similar/."""
     notebooks = {r.id: nb for r in results if (nb := _notebook(out_root / r.id)) is not None}
     answers = {r.id: r.summary.answer for r in results}
-    fps = {sid: similarity.fingerprint(nb, answers.get(sid)) for sid, nb in notebooks.items()}
+    fps = {sid: similarity.fingerprint(nb, answers.get(sid), pack) for sid, nb in notebooks.items()}
     pairs = similarity.similar_pairs(fps)
     folder = out_root / "similar"
     shutil.rmtree(folder, ignore_errors=True)
@@ -40,7 +40,7 @@ def similar_map(out_root: Path, results: list[Result]) -> dict[str, list[str]]:
     for pair in pairs:
         found.setdefault(pair.a, []).append(pair.b)
         found.setdefault(pair.b, []).append(pair.a)
-        cells = similarity.side_by_side(notebooks[pair.a], notebooks[pair.b])
+        cells = similarity.side_by_side(notebooks[pair.a], notebooks[pair.b], pack)
         page = render("similar.html", {"pair": pair, "cells": cells, "answer_a": answers.get(pair.a),
                                        "answer_b": answers.get(pair.b)})
         write_atomic(folder / f"{pair.a}__{pair.b}.html", page)

@@ -25,7 +25,7 @@ import re
 import tokenize
 from dataclasses import asdict, dataclass, field
 
-from grader.spec.assignment import LABELS, PROMPT, TEMPLATE_MARKDOWN
+from grader.spec.pack import Assignment, load_pack
 
 K = 12  # tokens per k-gram
 WINDOW = 6  # winnowing window: every shared run of >= K + WINDOW - 1 = 17 tokens is caught
@@ -41,7 +41,21 @@ PLOT_MARKER = "PLOTTING CODE DO NOT TOUCH BELOW"
 _KEEP_NAMES = frozenset(keyword.kwlist) | frozenset(dir(builtins))
 _SKIP_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
 _FALLBACK_RE = re.compile(r"#[^\n]*|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'|\d[\w.]*|\w+|\n|[^\s\w]")
-_LABEL_SET = frozenset(LABELS)
+
+
+@dataclass(frozen=True)
+class Provided:
+    """What the assignment gives every student (never evidence of copying): the prompt, the plotting cell's
+    token labels, the question."""
+
+    prompt: str
+    labels: frozenset
+    question: str
+
+    @classmethod
+    def of(cls, pack: Assignment | None = None) -> "Provided":
+        pack = pack or load_pack()
+        return cls(pack.prompt, frozenset(pack.labels), pack.markdown_cells[-1])
 
 
 @dataclass
@@ -103,19 +117,19 @@ def strip_provided(source: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def _is_prompt(literal: str) -> bool:
+def _is_prompt(literal: str, provided: Provided) -> bool:
     """A string literal holding the assignment's prompt (or most of it, or a chat-template around it)."""
     if len(literal) < 100:
         return False
     body = literal.strip("rbuRBUfF").strip("\"'")
-    return body[:80] in PROMPT or PROMPT[:80] in body
+    return body[:80] in provided.prompt or provided.prompt[:80] in body
 
 
-def _is_labels(strings: list[str]) -> bool:
+def _is_labels(strings: list[str], provided: Provided) -> bool:
     """A long list of string literals that are the assignment's token labels."""
     if len(strings) < 50:
         return False
-    hits = sum(1 for s in strings if s.strip("\"'") in _LABEL_SET)
+    hits = sum(1 for s in strings if s.strip("\"'") in provided.labels)
     return hits >= 0.8 * len(strings)
 
 
@@ -158,7 +172,7 @@ def _logical_lines(tokens: list[tuple[int, str]]) -> list[list[tuple[int, str]]]
     return [line for line in lines if line]
 
 
-def _provided_line(line: list[tuple[int, str]]) -> bool:
+def _provided_line(line: list[tuple[int, str]], provided: Provided) -> bool:
     """An import, the prompt literal or the labels list: not the student's own code."""
     body = [(t, s) for t, s in line if t not in (tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE)]
     if not body:
@@ -166,7 +180,7 @@ def _provided_line(line: list[tuple[int, str]]) -> bool:
     if body[0] == (tokenize.NAME, "import") or body[0] == (tokenize.NAME, "from"):
         return True
     strings = [s for t, s in body if t == tokenize.STRING]
-    return any(_is_prompt(s) for s in strings) or _is_labels(strings)
+    return any(_is_prompt(s, provided) for s in strings) or _is_labels(strings, provided)
 
 
 def _normalise_line(line: list[tuple[int, str]]) -> list[str]:
@@ -196,11 +210,12 @@ def _normalise_line(line: list[tuple[int, str]]) -> list[str]:
     return out
 
 
-def normalise_code(source: str) -> list[str]:
+def normalise_code(source: str, provided: Provided | None = None) -> list[str]:
     """The student's own code of one cell as normalised tokens (provided code, imports, comments gone)."""
+    provided = provided or Provided.of()
     out: list[str] = []
     for line in _logical_lines(_raw_tokens(strip_provided(source))):
-        if _provided_line(line):
+        if _provided_line(line, provided):
             out += ["{" if t == tokenize.INDENT else "}" for t, _ in line if t in (tokenize.INDENT, tokenize.DEDENT)]
         else:
             out += _normalise_line(line)
@@ -227,9 +242,9 @@ def code_cells(nb) -> list[str]:
     return [c["source"] if isinstance(c.get("source"), str) else "".join(c.get("source") or []) for c in cells]
 
 
-def cell_fingerprints(source: str) -> set[int]:
+def cell_fingerprints(source: str, provided: Provided | None = None) -> set[int]:
     """The winnowed fingerprints of one cell's own code."""
-    return winnow(normalise_code(source))
+    return winnow(normalise_code(source, provided))
 
 
 # --- answer ----------------------------------------------------------------------------------------
@@ -249,20 +264,22 @@ def _shingles(words: list[str], n: int) -> set[int]:
     return {_hash(" ".join(words[i:i + n])) for i in range(len(words) - n + 1)}
 
 
-def answer_shingles(text: str | None, n: int = SHINGLE) -> set[int]:
+def answer_shingles(text: str | None, n: int = SHINGLE, provided: Provided | None = None) -> set[int]:
     """Hashed word n-grams of the answer, less those of the assignment's question (often quoted)."""
-    return _shingles(answer_words(text), n) - _shingles(answer_words(TEMPLATE_MARKDOWN[-1]), n)
+    provided = provided or Provided.of()
+    return _shingles(answer_words(text), n) - _shingles(answer_words(provided.question), n)
 
 
-def fingerprint(nb, answer: str | None) -> Fingerprint:
+def fingerprint(nb, answer: str | None, pack: Assignment | None = None) -> Fingerprint:
     """The code fingerprint of notebook `nb` (all code cells) and the shingles of its answer."""
+    provided = Provided.of(pack)
     code: set[int] = set()
     n_tokens = 0
     for source in code_cells(nb):
-        tokens = normalise_code(source)
+        tokens = normalise_code(source, provided)
         n_tokens += len(tokens)
         code |= winnow(tokens)
-    return Fingerprint(code=sorted(code), answer=sorted(answer_shingles(answer)), code_tokens=n_tokens,
+    return Fingerprint(code=sorted(code), answer=sorted(answer_shingles(answer, provided=provided)), code_tokens=n_tokens,
                        answer_words=len(answer_words(answer)))
 
 
@@ -330,15 +347,16 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
 
 
-def side_by_side(nb_a, nb_b) -> list[tuple[str, str, float]]:
+def side_by_side(nb_a, nb_b, pack: Assignment | None = None) -> list[tuple[str, str, float]]:
     """Matched code cells (source in a, source in b, Jaccard of their fingerprints), in a's order.
 
     Each cell of b is matched at most once, best matches first; cells without a shared fingerprint
     are left out.
     """
+    provided = Provided.of(pack)
     cells_a, cells_b = code_cells(nb_a), code_cells(nb_b)
-    fa = [cell_fingerprints(s) for s in cells_a]
-    fb = [cell_fingerprints(s) for s in cells_b]
+    fa = [cell_fingerprints(s, provided) for s in cells_a]
+    fb = [cell_fingerprints(s, provided) for s in cells_b]
     scored = sorted(((_jaccard(x, y) or 0.0, i, j) for i, x in enumerate(fa) for j, y in enumerate(fb)
                      if x & y), reverse=True)
     used_a: set[int] = set()

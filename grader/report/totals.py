@@ -45,13 +45,17 @@ class LatePolicy:
         return " + ".join(parts) or "no penalty"
 
 
-def load_late_policy(rubric_path: Path | None) -> LatePolicy:
-    """The [late] table of a rubric file (default rubric: no penalty); RubricError (a ValueError) says what
-    is wrong. `grade` calls it before the first notebook runs (Settings.validate)."""
-    from grader.rubric.config import DEFAULT_RUBRIC, RubricError, read_rubric_file
+def load_late_policy(rubric_path: Path | None, assignment=None) -> LatePolicy:
+    """The [late] table of the rubric file when it has one, else the assignment pack's; RubricError (a
+    ValueError) says what is wrong. `grade` calls it before the first notebook runs (Settings.validate)."""
+    from grader.rubric.config import RubricError, pack_rubric_tables, read_rubric_file
 
-    path = Path(rubric_path) if rubric_path else DEFAULT_RUBRIC
-    late = read_rubric_file(path).get("late", {})
+    data = read_rubric_file(Path(rubric_path)) if rubric_path else {}
+    if "late" in data:
+        path = rubric_path
+    else:
+        path, data = pack_rubric_tables(assignment)
+    late = data.get("late", {})
     if not isinstance(late, dict) or set(late) - {"penalty", "points"}:
         raise RubricError(f"{path}: [late] may set only 'penalty' (a fraction, 0..1) and 'points', found {late!r}")
     fraction, points = late.get("penalty", 0.0), late.get("points", 0.0)

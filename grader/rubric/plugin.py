@@ -137,7 +137,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     max_points = float(entry.get("points", _marker_arg(item, "points", default=0)))
     manual = item.get_closest_marker("manual") is not None
     notes = item.stash.get(_NOTES, [])
-    title = _marker_arg(item, "check", 1, default=cid)
+    title = item.config.stash.get(RUBRIC_KEY, {}).get(cid, {}).get("title") or _marker_arg(item, "check", 1, default=cid)
     ctx = item.config.stash.get(CONTEXT_KEY, None)
     imported = list(getattr(getattr(ctx, "execution", None), "project_imports", None) or [])
     if report.passed and imported and item.get_closest_marker("reference_answerable"):

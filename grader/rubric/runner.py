@@ -54,7 +54,7 @@ def not_graded(rubric: dict, reason: str) -> list[CheckResult]:
         if entry.get("enabled", True) is False:
             continue
         title, points, manual = defaults[cid]
-        results.append(CheckResult(id=cid, title=title, max_points=float(entry.get("points", points)), points=0.0,
+        results.append(CheckResult(id=cid, title=entry.get("title", title), max_points=float(entry.get("points", points)), points=0.0,
                                    status="failed", feedback=f"Not graded: {reason}", manual=manual))
     return results
 

@@ -296,14 +296,14 @@ def grade_paths(paths: list[Path], out: Path, settings: Settings, resume: bool =
     from concurrent.futures import ThreadPoolExecutor
 
     from grader.intake.discovery import Discovery
-    from grader.report.gradebook import DEFAULT_ASSIGNMENT, write_class_outputs
-    from grader.spec.errors import UsageError
+    from grader.report.gradebook import default_column, write_class_outputs
+    from grader.errors import UsageError
 
     settings.validate()  # every value, the rubric's [late] table included, before any work
     from grader.run.footprint import plan_settings, release_memory
 
     settings = plan_settings(settings, log)  # a real model: --workers capped to the memory there is
-    canvas_assignment = canvas_assignment or DEFAULT_ASSIGNMENT
+    canvas_assignment = canvas_assignment or default_column(settings.assignment)
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:  # a typo, not a student who submitted nothing: nothing is graded or written
         raise UsageError(f"{', '.join(missing)}: no such file or folder (expected notebooks, folders of them, "

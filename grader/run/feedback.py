@@ -27,7 +27,7 @@ from grader.io import load_npz, read_json, write_atomic
 from grader.report.totals import Total, load_late_policy, totals
 from grader.results import CheckResult, Result, load_results
 from grader.rubric.config import load_rubric, visibility
-from grader.spec.errors import UsageError
+from grader.errors import UsageError
 
 PAGE_NAME = "feedback.html"
 SPHERE_LAYERS = (0, 18, 35)  # first, middle, last (as the TA report draws them)
@@ -75,8 +75,10 @@ def run_feedback(grading_dir: Path, out_dir: Path, after_due: bool, allow_pendin
 
 def write_feedback(grading_dir: Path, out_dir: Path, after_due: bool, rubric_path: Path | None = None) -> list[Path]:
     """OUT_DIR/<id>/feedback.html and OUT_DIR/<id>.zip for every graded submission; returns the pages."""
+    from grader.settings import recorded_assignment
+
     grading_dir, out_dir = Path(grading_dir), Path(out_dir)
-    rubric = load_rubric(rubric_path)
+    rubric = load_rubric(rubric_path, recorded_assignment(grading_dir))
     audience = "released" if after_due else "self_check"
     results = load_results(grading_dir)
     scores = _scores(grading_dir, results, rubric_path)
@@ -100,7 +102,10 @@ def write_feedback(grading_dir: Path, out_dir: Path, after_due: bool, rubric_pat
 def _scores(grading_dir: Path, results: list[Result], rubric_path: Path | None) -> dict[str, Total]:
     """Per submission: automated points, the TA's points and comments (manual.json), the late penalty,
     from grader/report/totals.py, so the pages agree with grades.csv."""
-    return {t.result.id: t for t in totals(grading_dir, results, load_late_policy(rubric_path))}
+    from grader.settings import recorded_assignment
+
+    late = load_late_policy(rubric_path, recorded_assignment(grading_dir))
+    return {t.result.id: t for t in totals(grading_dir, results, late)}
 
 
 def student_gif(sub_dir: Path) -> Path | None:

@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from grader.spec.errors import UsageError
+from grader.errors import UsageError
 
 GiB = 1 << 30
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}

@@ -1,12 +1,13 @@
 """The student self-check kit: what an instructor posts for the class.
 
-    grade student-kit KIT_DIR
+    grade student-kit KIT_DIR [--assignment PACK]
 
 writes KIT_DIR/<wheel>.whl and KIT_DIR/README.md. The wheel (qwen3-interp-selfcheck) installs the
 `grade-check` command and holds the grader (intake, execute, judge, rubric and its checks, report,
-spec, run) and the miniature (the tiny Qwen3-4B generator, its offline HF cache builder, its committed
-golden projections), plus frozen goldens of the assignment's prompt computed now, in float32, bfloat16
-and float16 (grader/judge/frozen/), so judging needs no `reference` package.
+spec, run, the assignment packs) and the miniature generator and its offline HF cache builder, plus frozen
+goldens of the assignment's prompt computed now, in float32, bfloat16
+and float16 (grader/judge/frozen/), so judging needs no `reference` package. A kit is built for one pack
+(default: the default pack): grader/packs/DEFAULT names it, so `grade-check` checks that assignment.
 
 It leaves out what would hand students the solution or is for staff only: the `reference` package
 (the assignment done right, the diagram generator among it), `fixtures` (solution and mistake
@@ -45,10 +46,10 @@ STAFF_ONLY_DEPENDENCIES = {"flask"}  # `grade review` (grader/manual), not in th
 # Top-level names and folders a kit wheel must never hold.
 FORBIDDEN = ("reference/", "fixtures/", "tests/", "grader/manual/", "bench/", "grader/report/dynamics.json")
 
-README = """# Self-check kit: the residual stream of Qwen3-4B on the unit sphere
+README = """# Self-check kit: {title}
 
 Check your notebook before you submit it. `grade-check` runs it on your computer's CPU, on a
-miniature Qwen3-4B (same module names, 36 layers, the real tokenizer; no download), exactly as the
+miniature {model_name} (same module names, {n_layers} layers, the real tokenizer; no download), exactly as the
 grader will, and prints every check with its feedback. It does not contain the solution.
 
 ## Install (once; Linux, macOS or Windows, Python {python})
@@ -68,8 +69,8 @@ grade-check my_notebook.ipynb --full     # draws the labels too (a second or so 
 ```
 
 Put your diagram image next to the notebook. Your notebook runs unchanged, every cell of it: it
-loads `Qwen/Qwen3-4B` and gets the miniature. The plotting cell runs as you wrote it, but its
-frames are drawn with the 404 token labels blank, which is several times faster and changes neither
+loads `{model_id}` and gets the miniature. The plotting cell runs as you wrote it, but its
+frames are drawn with the {n_tokens} token labels blank, which is several times faster and changes neither
 the number of frames nor their size, so `p5.gif` is checked; the `tokens.gif` you upload is your
 own Colab one. The command exits with 0 when every automated check passed, 1 otherwise.
 
@@ -106,7 +107,14 @@ def _dependencies() -> list[str]:
     return deps
 
 
-def _pyproject(version: str) -> str:
+def _readme(pack, wheel: str) -> str:
+    words = pack.words()
+    return README.format(python=_project().get("requires-python", ">=3.10"), wheel=wheel, title=pack.info.title,
+                         model_name=words["model_name"], model_id=words["model_id"], n_layers=words["n_layers"],
+                         n_tokens=words["n_tokens"])
+
+
+def _pyproject(version: str, pack) -> str:
     deps = "\n".join(f"    {json.dumps(dep)}," for dep in _dependencies())
     requires = _project().get("requires-python", ">=3.10")
     return f"""[build-system]
@@ -116,7 +124,7 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "{KIT_NAME}"
 version = "{version}"
-description = "Student self-check for the Qwen3-4B residual-stream-on-the-sphere notebook assignment"
+description = "Student self-check for the notebook assignment: {pack.info.title}"
 readme = "README.md"
 requires-python = "{requires}"
 dependencies = [
@@ -131,26 +139,33 @@ include = ["grader*", "miniature*"]
 exclude = ["grader.manual*"]
 
 [tool.setuptools.package-data]
-miniature = ["golden/*.npz", "golden/*.json"]
-grader = ["rubric/*.toml", "rubric/checks/*.py", "rubric/checks/pytest.ini", "report/templates/*", "judge/frozen/*"]
+grader = ["packs/DEFAULT", "packs/*/*.toml", "packs/*/*.md", "packs/*/*.py", "packs/*/*.txt", "packs/*/model/*.json",
+          "packs/*/golden/*", "rubric/checks/*.py", "rubric/checks/pytest.ini", "report/templates/*", "judge/frozen/*"]
 """
 
 
-def stage_source(stage: Path, dtypes: tuple[str, ...] | None = None, log=print) -> Path:
-    """Lay out the kit's source tree in `stage` (a new, empty folder): the packages, the frozen goldens,
+def stage_source(stage: Path, dtypes: tuple[str, ...] | None = None, log=print, assignment: str | None = None) -> Path:
+    """Lay out the kit's source tree in `stage` (a new, empty folder): the packages, the pack the kit checks
+    (named in grader/packs/DEFAULT; copied in when it is a folder of the instructor's), the frozen goldens,
     pyproject.toml and README.md. Returns stage."""
     from grader.judge.golden import FROZEN_DTYPES, freeze
     from grader.settings import Settings
+    from grader.spec.pack import DEFAULT_FILE, PACKS_DIR, load_pack
 
+    pack = load_pack(assignment)
     for name in SHIPPED_PACKAGES:
         _copy_tree(SOURCE_ROOT / name, stage, SOURCE_ROOT)
-    log(f"freezing the goldens of the assignment's prompt ({', '.join(dtypes or FROZEN_DTYPES)}) ...")
-    manifest = freeze(Settings(model="tiny").golden_store(), stage / "grader" / "judge" / "frozen",
-                      dtypes or FROZEN_DTYPES)
+    packs = stage / "grader" / "packs"
+    if pack.folder.parent != PACKS_DIR:  # the instructor's own pack: it ships under its name
+        shutil.rmtree(packs / pack.name, ignore_errors=True)
+        _copy_tree(pack.folder, packs / pack.name, pack.folder)
+    (packs / DEFAULT_FILE).write_text(pack.name + "\n")
+    log(f"freezing the goldens of {pack.name}'s prompt ({', '.join(dtypes or FROZEN_DTYPES)}) ...")
+    manifest = freeze(Settings(model="tiny", assignment=str(pack.folder)).golden_store(),
+                      stage / "grader" / "judge" / "frozen", dtypes or FROZEN_DTYPES)
     version = f"{_project()['version']}+{manifest['revision'][:8]}"
-    (stage / "pyproject.toml").write_text(_pyproject(version))
-    (stage / "README.md").write_text(README.format(python=_project().get("requires-python", ">=3.10"),
-                                                   wheel="<the wheel from your instructor>"))
+    (stage / "pyproject.toml").write_text(_pyproject(version, pack))
+    (stage / "README.md").write_text(_readme(pack, "<the wheel from your instructor>"))
     return stage
 
 
@@ -164,12 +179,12 @@ def check_wheel(wheel: Path) -> list[str]:
     return bad
 
 
-def build_kit(kit_dir: Path, dtypes: tuple[str, ...] | None = None, log=print) -> Path:
+def build_kit(kit_dir: Path, dtypes: tuple[str, ...] | None = None, log=print, assignment: str | None = None) -> Path:
     """Write KIT_DIR/<wheel>.whl and KIT_DIR/README.md; return the wheel's path."""
     kit_dir = Path(kit_dir)
     kit_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="grade-kit-") as tmp:
-        stage = stage_source(Path(tmp) / "src", dtypes, log)
+        stage = stage_source(Path(tmp) / "src", dtypes, log, assignment)
         dist = Path(tmp) / "dist"
         log("building the wheel ...")
         proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
@@ -185,14 +200,15 @@ def build_kit(kit_dir: Path, dtypes: tuple[str, ...] | None = None, log=print) -
             old.unlink()
         wheel = kit_dir / wheels[0].name
         shutil.copyfile(wheels[0], wheel)
-    (kit_dir / "README.md").write_text(README.format(python=_project().get("requires-python", ">=3.10"),
-                                                     wheel=wheel.name))
+    from grader.spec.pack import load_pack
+
+    (kit_dir / "README.md").write_text(_readme(load_pack(assignment), wheel.name))
     return wheel
 
 
-def run_student_kit(kit_dir: Path) -> int:
-    """The CLI verb `grade student-kit KIT_DIR`."""
-    wheel = build_kit(Path(kit_dir))
+def run_student_kit(kit_dir: Path, assignment: str | None = None) -> int:
+    """The CLI verb `grade student-kit KIT_DIR [--assignment PACK]`."""
+    wheel = build_kit(Path(kit_dir), assignment=assignment)
     size = wheel.stat().st_size / 1e6
     print(f"wrote {wheel} ({size:.0f} MB) and {Path(kit_dir) / 'README.md'}: post both for the class. Students run\n"
           f"  pip install torch --index-url https://download.pytorch.org/whl/cpu\n  pip install {wheel.name}\n"

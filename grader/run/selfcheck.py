@@ -25,6 +25,7 @@ from pathlib import Path
 from grader.intake.discovery import Discovery
 from grader.intake.submission import Submission
 from grader.settings import Settings, folder_arg, grader_version
+from grader.spec.pack import DEFAULT_LIMITS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -74,7 +75,7 @@ def _clip(text: str, n: int) -> str:
 def _read_notebook(notebook: Path):
     """The notebook, or UsageError saying why this is not one."""
     from grader.execute.executor import read_notebook
-    from grader.spec.errors import UsageError
+    from grader.errors import UsageError
 
     if not notebook.exists():
         raise UsageError(f"{notebook} does not exist")
@@ -103,7 +104,7 @@ def run_self_check(notebook: Path, settings: Settings, out: Path | None = None, 
     out_dir = out_root / sub.id
     shutil.rmtree(out_dir, ignore_errors=True)
     settings.full_render = settings.full_render or full
-    print(f"Self-check of {notebook} on the miniature Qwen3-4B (CPU, no download). This runs every cell of your "
+    print(f"Self-check of {notebook} on the miniature {settings.pack.model.name} (CPU, no download). This runs every cell of your "
           "notebook in a fresh kernel, as the grader will" + ("." if settings.full_render else
           "; the frames of tokens.gif are drawn with their 3-D token labels blank, which is several times faster "
           "and changes neither their number nor their size. `--full` draws the labels too."), flush=True)
@@ -159,7 +160,7 @@ def _prompt_difference(out_dir: Path) -> str:
 
 def check_main(argv: list[str] | None = None) -> int:
     """The `grade-check` console script: grade-check NOTEBOOK [--full] [--out DIR]."""
-    from grader.spec.errors import UsageError
+    from grader.errors import UsageError
 
     for stream in (sys.stdout, sys.stderr):  # a Windows console in cp1252 must not end the check on a token's text
         try:
@@ -168,13 +169,16 @@ def check_main(argv: list[str] | None = None) -> int:
             pass
 
     p = argparse.ArgumentParser(prog="grade-check", description="Check your notebook before you submit it: runs it "
-                                "on a miniature Qwen3-4B on your CPU, exactly as the grader will, and prints each check.")
+                                "on a miniature of the assignment's model on your CPU, exactly as the grader will, and "
+                                "prints each check.")
     p.add_argument("notebook", type=Path, help="your notebook (.ipynb); put your diagram image next to it")
     p.add_argument("--full", action="store_true", help="draw the 3-D token labels on the frames of tokens.gif too, as "
                    "on Colab (slower: about a second more per frame); by default they are left blank, which changes no verdict")
     p.add_argument("--out", type=folder_arg, help="keep the outputs (feedback page, executed notebook) in this folder")
-    p.add_argument("--cell-timeout", type=float, default=300.0, help="seconds per cell (default 300)")
-    p.add_argument("--timeout", type=float, default=1200.0, help="seconds for the whole notebook (default 1200)")
+    p.add_argument("--cell-timeout", type=float, default=DEFAULT_LIMITS.cell_timeout,
+                   help=f"seconds per cell (default {DEFAULT_LIMITS.cell_timeout:g})")
+    p.add_argument("--timeout", type=float, default=DEFAULT_LIMITS.notebook_timeout,
+                   help=f"seconds for the whole notebook (default {DEFAULT_LIMITS.notebook_timeout:g})")
     p.add_argument("--version", action="version", version=f"%(prog)s {grader_version()}")
     try:
         args = p.parse_args(argv)

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from grader.io import write_atomic
-from grader.spec.errors import UsageError
+from grader.errors import UsageError
 
 JOB_NAME = "qgrader"
 # characters a value cannot carry in an `#SBATCH` line (sbatch reads double quotes only; % is a
@@ -37,7 +37,7 @@ JOB_NAME = "qgrader"
 UNSAFE_DIRECTIVE = re.compile(r'["%\\\n\r]')
 
 
-class SlurmError(RuntimeError):
+class SlurmError(UsageError, RuntimeError):
     """sbatch is missing or refused a script: what was run and what it said."""
 
 

@@ -7,6 +7,8 @@
       prompt.txt                         the prompt (or [prompt] text = "...")
       model/config.json                  the real model's config.json (the miniature shrinks it)
       golden/projections.npz             the miniature's golden projections (a drift check)
+      golden/tokens.json                 the prompt's token ids and labels under the model's tokenizer
+      golden/provenance.json             what made them (`python -m reference.make_golden --assignment NAME`)
       assignment.ipynb                   the student notebook, built from the above (`grade new-assignment`)
 
 assignment.toml's sections: [assignment] (name, title, the gradebook column, the question, file names),
@@ -17,8 +19,10 @@ notebook's parts and their checks), [limits] (time and output budgets), [carry_f
 and [late] (the rubric: grader/spec/rubric.py). An unknown section or key, a wrong type or a value out
 of range raises PackError naming the file, the key, what was expected and what was found.
 
-Nothing here imports torch or transformers; what needs the tokenizer (the plotting cell's labels) is
-computed where it is used.
+Nothing here imports torch or transformers. The plotting cell's labels are the prompt's tokens under the
+model's own tokenizer: read from golden/tokens.json (written by `python -m reference.make_golden` and by
+`grade new-assignment`, checked against the tokenizer by tests/test_golden.py); a pack whose tokens.json is
+missing or was made for another prompt is refused, naming the command that writes it.
 """
 
 from __future__ import annotations
@@ -37,9 +41,18 @@ from grader.spec.sites import SITE_NAMES
 from grader.spec.tables import above, at_least, check, one_of, read_table
 
 PACKS_DIR = Path(__file__).resolve().parents[1] / "packs"  # the packs shipped with the grader
-DEFAULT_PACK = "sphere-qwen3"  # the seed's assignment
+DEFAULT_FILE = "DEFAULT"  # in PACKS_DIR, written into a student kit: the pack the kit checks
+
+
+def _default_pack() -> str:
+    marker = PACKS_DIR / DEFAULT_FILE
+    return marker.read_text().strip() if marker.is_file() else "sphere-qwen3"
+
+
+DEFAULT_PACK = _default_pack()  # the seed's assignment (a student kit: the pack it was built for)
 TRANSFORMS = ("sphere-pca3",)  # per layer: PCA to 3 components, project every token, normalise (spec/geometry.py)
 LABELS_PLACEHOLDER = "__LABELS__"
+GOLDEN_FOLDER = "golden"  # in a pack: projections.npz, tokens.json, provenance.json
 SECTIONS = ("assignment", "model", "miniature", "prompt", "task", "parts", "limits", "carry_forward", "checks", "late")
 
 
@@ -126,6 +139,21 @@ DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
+class PromptTokens:
+    ids: list[int]  # [N] token ids, no chat template, no special tokens added beyond the tokenizer's own
+    labels: list[str]  # [N] each id decoded alone: the labels of the plotting cell
+
+    def to_json(self, prompt: str) -> dict:
+        return {"prompt_sha256": prompt_digest(prompt), "ids": self.ids, "labels": self.labels}
+
+
+def prompt_digest(prompt: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(prompt.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
 class Assignment:
     """A loaded, validated pack."""
 
@@ -172,8 +200,38 @@ class Assignment:
         return text[:-1] if text.endswith("\n") else text
 
     @property
-    def n_tokens(self) -> int | None:
-        return self.prompt_section.tokens
+    def n_tokens(self) -> int:
+        """How many tokens the prompt is under the model's tokenizer ([prompt] tokens, else counted)."""
+        return self.prompt_section.tokens or len(self.tokens.ids)
+
+    @property
+    def golden_dir(self) -> Path:
+        return self.folder / GOLDEN_FOLDER
+
+    @functools.cached_property
+    def tokens(self) -> "PromptTokens":
+        """The prompt's token ids and their labels (one decoded string per token) under the model's tokenizer."""
+        path = self.golden_dir / "tokens.json"
+        fix = f"run `python -m reference.make_golden --assignment {self.folder}` (it tokenizes the prompt)"
+        if not path.is_file():
+            raise PackError(f"{path} is missing: the prompt's tokens under {self.model.id}'s tokenizer; {fix}")
+        data = json.loads(path.read_text())
+        if data.get("prompt_sha256") != prompt_digest(self.prompt):
+            raise PackError(f"{path} was made for another prompt than {self.folder}'s; {fix}")
+        return PromptTokens(list(data["ids"]), list(data["labels"]))
+
+    @property
+    def labels(self) -> list[str]:
+        return self.tokens.labels
+
+    @property
+    def provided_plotting_cell(self) -> str:
+        """The provided plotting cell as students get it, with this prompt's labels."""
+        return self.plotting_cell(self.labels)
+
+    @property
+    def question_markdown(self) -> str:
+        return self.info.question
 
     @property
     def site(self) -> str:

@@ -1,10 +1,9 @@
-"""Part 3: forward hooks that save the residual stream entering each of the 36 decoder layers."""
+"""Part 3: forward hooks that save the residual stream entering each decoder layer (36 in Qwen3-4B)."""
 
 import pytest
 
 from grader.judge.hooks import layer_ranges
 from grader.rubric.plugin import hint
-from grader.spec.assignment import NUM_LAYERS
 from grader.spec.sites import describe
 
 
@@ -20,17 +19,18 @@ def _student_hooks(ctx):
         message = ("No forward hooks were registered: you read output_hidden_states instead." + hint(" It holds "
                    "the same tensors, but Part 3 asks you to register a forward hook on each decoder layer."))
     else:
-        message = "No forward hooks were registered." + hint(" Part 3 asks for a forward hook on each of the 36 "
-                                                              "decoder layers.")
+        message = "No forward hooks were registered." + hint(f" Part 3 asks for a forward hook on each of the "
+                                                              f"{ctx.assignment.n_layers} decoder layers.")
     assert ctx.hooks.total, message
     return ctx.hooks
 
 
 @pytest.mark.reference_answerable
-@pytest.mark.check("p3.hooks_every_layer", "A hook on every one of the 36 decoder layers")
+@pytest.mark.check("p3.hooks_every_layer", "A hook on every decoder layer")
 @pytest.mark.points(10)
 def test_hooks_every_layer(ctx, note):
     hooks = _student_hooks(ctx)
+    NUM_LAYERS = ctx.assignment.n_layers
     if hooks.global_hooks:
         note("A global module hook sees every layer.")
         return
@@ -47,6 +47,7 @@ def test_hooks_every_layer(ctx, note):
 @pytest.mark.points(10)
 def test_hook_site(ctx, note):
     hooks = _student_hooks(ctx)
+    NUM_LAYERS, family = ctx.assignment.n_layers, ctx.assignment.family
     if hooks.global_hooks and not hooks.by_layer:
         note("Global module hooks can read every layer's input.")
         return
@@ -55,8 +56,8 @@ def test_hook_site(ctx, note):
     assert not wrong, (
         f"Your hooks are registered as {hooks.describe()}. None of them can read the input of "
         f"layer{'s' if len(wrong) > 1 else ''} {layer_ranges(wrong)}." + hint(" The residual stream entering a decoder "
-        "layer is the first argument of the layer's forward: read it with a forward pre-hook on model.model.layers[i] "
-        "(args[0]) or on its input_layernorm, or with a forward hook on either that reads its input.")
+        f"layer is the first argument of the layer's forward: read it with a forward pre-hook on model.{family.layers}[i] "
+        f"(args[0]) or on its {family.module_of('ln1_out')}, or with a forward hook on either that reads its input.")
     )
     note(f"Registered: {hooks.describe()}.")
 
@@ -66,9 +67,10 @@ def test_hook_site(ctx, note):
 @pytest.mark.points(15)
 def test_captures_match(ctx, note):
     cmp = ctx.comparison.captures
+    NUM_LAYERS, N_TOKENS, family = ctx.assignment.n_layers, ctx.assignment.n_tokens, ctx.assignment.family
     assert cmp is not None, (
         "No captured activations were found after the notebook ran: expected a dict indexed by layer number "
-        f"(0..{NUM_LAYERS - 1}) holding one tensor of shape [1, 404, hidden] (or [404, hidden]) per layer."
+        f"(0..{NUM_LAYERS - 1}) holding one tensor of shape [1, {N_TOKENS}, hidden] (or [{N_TOKENS}, hidden]) per layer."
         + (f" {ctx.execution.reason}." if ctx.execution.status != "ok" else "")
     )
     where = f"`{cmp.variable}`"
@@ -84,7 +86,7 @@ def test_captures_match(ctx, note):
     present = {ls.layer for ls in layers}
     if cmp.n_correct == NUM_LAYERS and present == set(range(NUM_LAYERS)):
         note(f"All {NUM_LAYERS} layers in {where} equal resid_pre"
-             + (f" ({cmp.note})" if cmp.note else "") + (" (keys 1..36 read as layers 0..35)" if cmp.key_base else "")
+             + (f" ({cmp.note})" if cmp.note else "") + (f" (keys 1..{NUM_LAYERS} read as layers 0..{NUM_LAYERS - 1})" if cmp.key_base else "")
              + f". Read as {_layout_words(cmp.layout)}.")
         if "names such as" in cmp.layout:
             note("Part 3 asks for a dictionary indexed by the layer number; yours is keyed by module names, read by "
@@ -94,8 +96,8 @@ def test_captures_match(ctx, note):
     dominant_site, offset = cmp.dominant
     example = next((ls for ls in wrong if ls.layer == 7), wrong[0] if wrong else None)
     if example is not None and example.site not in ("unknown", "shape_mismatch") and example.matched_layer is not None:
-        found = describe(example.site, example.matched_layer)
-        msg = (f"Your layer {example.layer} capture equals {found}, not {describe('resid_pre', example.layer)}.")
+        found = describe(example.site, example.matched_layer, family)
+        msg = (f"Your layer {example.layer} capture equals {found}, not {describe('resid_pre', example.layer, family)}.")
         same = sum(1 for ls in wrong if ls.site == example.site and
                    (ls.matched_layer or 0) - ls.layer == example.matched_layer - example.layer)
         if same > 1:

@@ -1,4 +1,4 @@
-"""Part 4: run the assignment's prompt (404 tokens) through the model.
+"""Part 4: run the assignment's prompt (404 tokens under Qwen3's tokenizer) through the model.
 
 Judged on the token ids the probe recorded: captures that look like the reference's never stand in
 for ids that were recorded (one changed word barely moves the other tokens' residuals).
@@ -7,22 +7,22 @@ for ids that were recorded (one changed word barely moves the other tokens' resi
 import pytest
 
 from grader.rubric.plugin import hint
-from grader.spec.assignment import NUM_TOKENS
 
 
 @pytest.mark.reference_answerable
-@pytest.mark.check("p4.prompt_exact", "The assignment's 404-token prompt was run")
+@pytest.mark.check("p4.prompt_exact", "The assignment's prompt was run")
 @pytest.mark.points(10)
 def test_prompt_exact(ctx, note):
     prompt = ctx.comparison.prompt
+    NUM_TOKENS = ctx.assignment.n_tokens
     if prompt.ran_golden:
-        note("The model ran on exactly the 404 prompt tokens"
+        note(f"The model ran on exactly the {NUM_TOKENS} prompt tokens"
              + (" (first as the prompt of generate())." if prompt.from_generate else "."))
         return
     caps = ctx.comparison.captures
     if not prompt.ids_recorded and caps is not None and caps.reference == "prompt" and caps.n_correct:
         what = "The forward call was not recorded" if not prompt.n_forwards else "Your token ids were not recorded"
-        note(f"{what}, but your captures equal the reference run on the 404 prompt tokens.")
+        note(f"{what}, but your captures equal the reference run on the {NUM_TOKENS} prompt tokens.")
         return
     assert prompt.n_forwards, (
         "The model was never called on a prompt (no forward pass was recorded)." + hint(" Part 4 asks you to pass "

@@ -4,13 +4,13 @@ import pytest
 
 from grader.judge.evidence import answer_body
 from grader.rubric.plugin import hint, show_to_ta, ta_check
-from grader.spec.assignment import NUM_LAYERS, NUM_TOKENS
 
 
 def _projections(ctx):
     proj = ctx.comparison.projections
+    NUM_TOKENS = ctx.assignment.n_tokens
     assert proj is not None, (
-        "No projections were found after the notebook ran: expected, for each of the 36 layers, a 3 x N "
+        f"No projections were found after the notebook ran: expected, for each of the {ctx.assignment.n_layers} layers, a 3 x N "
         f"tensor or array (N = {NUM_TOKENS} tokens), e.g. a dict indexed by layer number."
         + (f" {ctx.execution.reason}." if ctx.execution.status != "ok" else "")
     )
@@ -22,6 +22,7 @@ def _projections(ctx):
 @pytest.mark.points(5)
 def test_projection_shape(ctx, note):
     proj = _projections(ctx)
+    NUM_LAYERS, NUM_TOKENS = ctx.assignment.n_layers, ctx.assignment.n_tokens
     shapes = ", ".join(str(s) for s in proj.shapes)
     assert proj.layout != "Nx3", (
         f"`{proj.variable}` holds {proj.layout[0]} x {proj.layout[-1]} arrays (shape {shapes}): tokens in rows. "
@@ -77,6 +78,7 @@ def test_projection_match(ctx, note):
 @pytest.mark.points(5)
 def test_gif(ctx, note):
     gif = ctx.evidence.gif
+    NUM_LAYERS = ctx.assignment.n_layers
     assert gif.error is None, gif.error[0].upper() + gif.error[1:] + "."
     assert gif.frames == NUM_LAYERS, (
         f"{gif.name} has {gif.frames} frame{'s' if gif.frames != 1 else ''}; expected one per layer ({NUM_LAYERS})."
