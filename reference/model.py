@@ -81,6 +81,20 @@ def decoder_layers(model: torch.nn.Module, family: Family | None = None) -> torc
     return layers
 
 
+def _stored_dtype(source: str) -> torch.dtype | None:
+    """The dtype the checkpoint's config says its weights are stored in (None: not known)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError):
+        return None
+    value = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(value, str):
+        value = DTYPES.get(value)
+    return value if value in DTYPES.values() else None
+
+
 def _has_submodule(module: torch.nn.Module, path: str) -> bool:
     try:
         module.get_submodule(path)
@@ -112,7 +126,14 @@ def load(model_id: str = TINY, device: str | None = "cpu", dtype: str = "float32
         source = model_source(model_id, pack)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+        stored = None if is_miniature else _stored_dtype(source)
+        if stored is None or stored == DTYPES[dtype]:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+        else:  # e.g. float32 from the hub's bfloat16: never both copies at once (see lowmem)
+            from reference.lowmem import convert_parameters
+
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=stored)
+            convert_parameters(model, DTYPES[dtype], dev)
     except (OSError, ValueError) as exc:
         hf_home = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")

@@ -300,6 +300,9 @@ def grade_paths(paths: list[Path], out: Path, settings: Settings, resume: bool =
     from grader.errors import UsageError
 
     settings.validate()  # every value, the rubric's [late] table included, before any work
+    from grader.run.footprint import plan_settings, release_memory
+
+    settings = plan_settings(settings, log)  # a real model: --workers capped to the memory there is
     canvas_assignment = canvas_assignment or default_column(settings.assignment)
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:  # a typo, not a student who submitted nothing: nothing is graded or written
@@ -323,6 +326,8 @@ def grade_paths(paths: list[Path], out: Path, settings: Settings, resume: bool =
             execute = pool.submit(settings.execute_config, [out.resolve(), *inputs], sandbox_log.append)
             golden = settings.golden_store().get()  # computed once here, before workers start
             log(f"golden ready: {golden.num_layers} layers x {golden.n_tokens} tokens ({golden.model_id})")
+            del golden  # workers read it from the cache: nothing of it stays here while kernels run
+            release_memory()
             execute_cfg = execute.result()
             for line in sandbox_log:
                 log(line)
