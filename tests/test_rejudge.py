@@ -1,8 +1,9 @@
 """`grade rejudge OUT`: judge the stored executions again without running a notebook, and
 `grade PATHS --only ID...`: execute again only the named submissions inside an existing --out.
 
-One real batch (three Canvas-named submissions: two correct, one hooking the MLP output, with reports)
-is graded once; every test works on a copy of its --out.
+No notebook is graded for these tests alone: each works on a copy of four submissions of the catalog
+batch (tests/conftest.py `batch`, shared with test_grading.py and others): two correct ones, one hooking
+the MLP output and the Canvas-named late one, with the batch's grading.json.
 """
 
 from __future__ import annotations
@@ -15,37 +16,31 @@ import shutil
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from fixtures.notebooks import build
 from grader.cli import main
 from grader.rubric.config import DEFAULT_RUBRIC
 
-SUBS = {"doejane_12345_67890_hw.ipynb": "correct_layer_prehook", "smithal_444_555_hw.ipynb": "wrong_site_mlp",
-        "roekim_222_333_hw.ipynb": "correct_ln_prehook"}
-TIMING = ("execution_time",)  # the only field of results.json that may differ: execution + judging seconds
+from tests.conftest import CANVAS_ID
+
+SUBSET = ("correct_layer_prehook", "wrong_site_mlp", "correct_numpy_svd", CANVAS_ID)
 CHANGED = "p3.hook_site"
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("rejudge")
-    src, out = root / "canvas", root / "grading"
-    src.mkdir()
-    for name, fixture in SUBS.items():
-        nbformat.write(build(fixture), str(src / name))
-    t0 = time.monotonic()
-    assert main([str(src), "--out", str(out), "--workers", "2",
-                 "--canvas-assignment", "Residual stream (4242)"]) == 0
-    return {"src": src, "out": out, "seconds": time.monotonic() - t0}
-
-
 @pytest.fixture
-def copy(graded, tmp_path) -> Path:
+def copy(batch, tmp_path) -> Path:
     out = tmp_path / "grading"
-    shutil.copytree(graded["out"], out)
+    out.mkdir()
+    shutil.copy2(batch / "grading.json", out / "grading.json")
+    for sid in SUBSET:
+        shutil.copytree(batch / sid, out / sid)  # copy2: the files keep their times
+    assert main(["summarize", str(out)]) == 0
     return out
+
+
+def graded_seconds(out: Path) -> float:
+    """What grading these submissions took in the batch: the sum of their results' execution_time."""
+    return sum(json.loads((out / sid / "results.json").read_text())["execution_time"] for sid in SUBSET)
 
 
 def ids(out: Path) -> list[str]:
@@ -64,8 +59,10 @@ def untimed(raw: bytes) -> dict:
 
 
 def canvas(out: Path) -> dict[str, list[str]]:
+    """grades.csv's rows by submission id (its ID column is the student's id where Canvas named one)."""
     rows = list(csv.reader(io.StringIO((out / "grades.csv").read_text())))
-    return {r[0] if r[0] == "Points Possible" else r[1]: r for r in rows[1:]}
+    by_id = {json.loads((out / sid / "submission.json").read_text()).get("student_id") or sid: sid for sid in ids(out)}
+    return {r[0] if r[0] == "Points Possible" else by_id[r[1]]: r for r in rows[1:]}
 
 
 def with_manual_points(out: Path, tmp_path: Path) -> bytes:
@@ -83,7 +80,8 @@ def with_manual_points(out: Path, tmp_path: Path) -> bytes:
     return (out / "manual.json").read_bytes()
 
 
-def test_rejudge_without_a_change_is_identical_apart_from_timings_and_fast(graded, copy, tmp_path):
+def test_rejudge_without_a_change_is_identical_apart_from_timings_and_fast(copy, tmp_path):
+    budget = graded_seconds(copy) / 10
     manual = with_manual_points(copy, tmp_path)
     assert main(["summarize", str(copy)]) == 0
     before, csv_before = results(copy), (copy / "grades.csv").read_bytes()
@@ -91,13 +89,13 @@ def test_rejudge_without_a_change_is_identical_apart_from_timings_and_fast(grade
     assert main(["rejudge", str(copy)]) == 0
     seconds = time.monotonic() - t0
     after = results(copy)
-    assert sorted(after) == sorted(before) and len(after) == len(SUBS)
+    assert sorted(after) == sorted(before) == sorted(SUBSET)
     for sid in before:
         assert untimed(after[sid]) == untimed(before[sid]), sid
         assert untimed_bytes(after[sid]) == untimed_bytes(before[sid]), sid  # the same writer, byte for byte
     assert (copy / "manual.json").read_bytes() == manual  # the TAs' points are never touched
     assert (copy / "grades.csv").read_bytes() == csv_before
-    assert seconds < graded["seconds"] / 10, (seconds, graded["seconds"])
+    assert seconds < budget, (seconds, budget * 10)
 
 
 def untimed_bytes(raw: bytes) -> bytes:
@@ -107,7 +105,8 @@ def untimed_bytes(raw: bytes) -> bytes:
     return blanked
 
 
-def test_rejudge_with_one_changed_check_changes_exactly_its_points(graded, copy, tmp_path):
+def test_rejudge_with_one_changed_check_changes_exactly_its_points(copy, tmp_path):
+    budget = graded_seconds(copy) / 10
     manual = with_manual_points(copy, tmp_path)
     assert main(["summarize", str(copy)]) == 0
     before, csv_before = results(copy), canvas(copy)
@@ -120,7 +119,7 @@ def test_rejudge_with_one_changed_check_changes_exactly_its_points(graded, copy,
     assert canvas(copy) == csv_before
     t0 = time.monotonic()
     assert main(["rejudge", str(copy), "--rubric", str(rubric)]) == 0
-    assert time.monotonic() - t0 < graded["seconds"] / 10
+    assert time.monotonic() - t0 < budget
     after, csv_after = results(copy), canvas(copy)
     delta = {}
     for sid in before:
@@ -140,13 +139,12 @@ def test_rejudge_with_one_changed_check_changes_exactly_its_points(graded, copy,
         for c in new["extra_data"]["checks"]:
             if c["id"] != CHANGED:
                 assert c == old_checks[c["id"]]
-    assert sorted(delta.values()) == [0, 2, 2]  # the MLP hook fails the site check; both correct ones pass
+    assert sorted(delta.values()) == [0, 2, 2, 2]  # the MLP hook fails the site check; the correct ones pass
     assert float(csv_after["Points Possible"][5]) == float(csv_before["Points Possible"][5]) + 2
     for sid, row in csv_before.items():
         if sid == "Points Possible":
             continue
-        sub = next(s for s in before if s.split("_")[1] == sid)
-        assert float(csv_after[sid][5]) == pytest.approx(float(row[5]) + delta[sub])
+        assert float(csv_after[sid][5]) == pytest.approx(float(row[5]) + delta[sid])
         assert csv_after[sid][:5] == row[:5]
     assert (copy / "manual.json").read_bytes() == manual
     assert json.loads((copy / "grading.json").read_text())["rubric"] == str(rubric.resolve())
@@ -154,7 +152,7 @@ def test_rejudge_with_one_changed_check_changes_exactly_its_points(graded, copy,
     assert canvas(copy) == csv_after
 
 
-def test_rejudge_only_and_grade_only_touch_the_named_submissions(graded, copy):
+def test_rejudge_only_and_grade_only_touch_the_named_submissions(copy):
     names = ids(copy)
     target, others = names[0], names[1:]
     stamp = {sid: (copy / sid / "results.json").stat().st_mtime_ns for sid in names}
@@ -167,11 +165,13 @@ def test_rejudge_only_and_grade_only_touch_the_named_submissions(graded, copy):
     assert main(["rejudge", str(copy), "--only", "nobody_1"]) == 2  # an unknown id: nothing is written
 
     executed = (copy / target / "execution.json").stat().st_mtime_ns
-    assert main([str(graded["src"]), "--out", str(copy), "--workers", "1", "--only", target]) == 0
+    source = Path(json.loads((copy / target / "submission.json").read_text())["source"])
+    assert source.exists(), source  # what the batch was pointed at (the notebook or its folder)
+    assert main([str(source), "--out", str(copy), "--workers", "1", "--only", target]) == 0
     assert (copy / target / "execution.json").stat().st_mtime_ns != executed  # executed again
     assert untimed(results(copy)[target])["score"] == untimed(before[target])["score"]
     for sid in others:
         assert (copy / sid / "results.json").read_bytes() == before[sid]
         assert (copy / sid / "results.json").stat().st_mtime_ns == stamp[sid]
-    assert len(canvas(copy)) == 1 + len(SUBS)  # the class outputs hold everyone
-    assert main([str(graded["src"]), "--out", str(copy), "--only", "nobody_1"]) == 2
+    assert len(canvas(copy)) == 1 + len(SUBSET)  # the class outputs hold everyone
+    assert main([str(source), "--out", str(copy), "--only", "nobody_1"]) == 2
