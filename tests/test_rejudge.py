@@ -24,6 +24,7 @@ from grader.rubric.config import DEFAULT_RUBRIC
 from tests.conftest import CANVAS_ID
 
 SUBSET = ("correct_layer_prehook", "wrong_site_mlp", "correct_numpy_svd", CANVAS_ID)
+TIMING = ("execution_time",)  # the only field of results.json that may differ: execution + judging seconds
 CHANGED = "p3.hook_site"
 
 
