@@ -3,6 +3,7 @@
     grade PATH... [options]              grade submissions (notebooks, folders, zips, a Canvas download)
     grade check NOTEBOOK                 a student's self-check on a laptop CPU (the miniature)
     grade summarize DIR                  rebuild grades.csv, grades_detail.csv and index.html
+    grade rejudge DIR [--rubric R]       judge the stored executions again (no notebook runs), rewrite results
     grade manual DIR --export F.csv      the TA's manual checks as a CSV to fill in (--import F.csv reads it back)
     grade review DIR [--port N]          a local web page where a TA grades the manual checks
     grade feedback DIR --out FOLDER      one feedback page (and zip) per student, without the reference's answers
@@ -84,6 +85,9 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--shard", type=shard_arg, help="grade the K-th of N slices (K/N), e.g. for a Slurm array")
     p.add_argument("--no-class-outputs", action="store_true", help="leave grades.csv, grades_detail.csv and "
                    "index.html to a later `grade summarize` (what `grade slurm`'s array tasks do)")
+    p.add_argument("--only", nargs="+", metavar="ID", help="execute and grade again only these submissions (their "
+                   "ids: the folder names in --out) inside an existing --out, the others untouched; then rebuild "
+                   "the class outputs")
     p = parsers["check"] = argparse.ArgumentParser(prog="grade check", description="Check one notebook before "
                                                    "submitting it, on the miniature model, and print the verdicts.")
     p.add_argument("notebook", type=Path)
@@ -99,6 +103,15 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
                    "(default: the one recorded in DIR/grading.json)")
     p.add_argument("--require-manual", action="store_true",
                    help="refuse to write grades.csv while manual checks are not graded")
+    p = parsers["rejudge"] = argparse.ArgumentParser(
+        prog="grade rejudge", description="Judge the executions stored in DIR again (extracted.npz, execution.json, "
+        "executed.ipynb, files/), without running any notebook: rewrite each results.json, report and the class "
+        "outputs. The TAs' manual points (manual.json) are kept. Use it after changing the rubric.")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--rubric", type=Path, help="a rubric.toml to judge with (default: the one recorded in "
+                   "DIR/grading.json); recorded there for later verbs")
+    p.add_argument("--only", nargs="+", metavar="ID", help="re-judge only these submissions (folder names in DIR)")
+    _canvas_option(p)
     p = parsers["manual"] = argparse.ArgumentParser(prog="grade manual", description="The TA's manual checks as a "
                                                     "CSV: export one to fill in, import it back into DIR/manual.json.")
     p.add_argument("dir", type=Path)
@@ -248,12 +261,12 @@ def run_verb(verb: str, args: argparse.Namespace) -> int:
     if verb == "grade":
         from grader.run.batch import GradingInterrupted, grade_paths
 
-        if args.resume:
+        if args.resume or args.only:
             _recorded_defaults(args, args.out)
         try:
             outcomes = grade_paths(args.paths, args.out, settings_from(args), resume=args.resume,
                                    shard_spec=args.shard, canvas_assignment=args.canvas_assignment,
-                                   class_outputs=not args.no_class_outputs)
+                                   class_outputs=not args.no_class_outputs, only=args.only)
         except GradingInterrupted as stop:
             print(f"interrupted: {stop}. To grade the rest, run: {resume_command(args.rest)}", file=sys.stderr)
             return stop.exit_code
@@ -266,10 +279,19 @@ def run_verb(verb: str, args: argparse.Namespace) -> int:
         from grader.report.gradebook import ManualPendingError, write_class_outputs
         from grader.errors import UsageError
 
+        from grader.run.rejudge import rubric_changes
+
+        given = args.rubric  # a rubric named here (not the recorded one) may change points
         _recorded_defaults(args, _check_dir(args.dir))
         problems = rubric_problems(args.rubric)
         if problems:
             raise UsageError("; ".join(problems) + " (nothing was written)")
+        changes = rubric_changes(args.dir, args.rubric) if given is not None else []
+        if changes:  # summarize totals the results as judged; new points need the checks judged again
+            raise UsageError(f"--rubric {args.rubric} gives other points than {args.dir} was judged with "
+                             f"({'; '.join(changes)}); `grade summarize` only adds up results, so run "
+                             f"`grade rejudge {args.dir} --rubric {args.rubric}` (no notebook runs) to apply "
+                             "them (nothing was written)")
         try:
             written = write_class_outputs(args.dir, canvas_assignment=args.canvas_assignment,
                                           rubric=args.rubric, require_manual=args.require_manual)
@@ -281,6 +303,11 @@ def run_verb(verb: str, args: argparse.Namespace) -> int:
         for note in written.notes:
             print(f"note: {note}", file=sys.stderr)
         print(f"wrote {written.paths['csv']}, {written.paths['detail']} and {written.paths['index']}")
+        return EXIT_OK
+    if verb == "rejudge":
+        from grader.run.rejudge import rejudge
+
+        rejudge(args.dir, rubric=args.rubric, only=args.only, canvas_assignment=args.canvas_assignment)
         return EXIT_OK
     if verb == "manual":
         from grader.manual.csvio import CsvImportError

@@ -1,9 +1,15 @@
 """Hostile and broken submissions (fixtures/notebooks/hostile.py): each ends as a result with a named
 status and a reason a TA understands; none changes another student's result or the grader's files.
 
-One mixed batch (16 hostile notebooks, 4 correct ones and a victim) runs with 3 workers and short
-time limits; the correct ones must get exactly the verdicts they get among well-behaved notebooks
-(the catalog batch of tests/conftest.py). Broken files get their own batch.
+One mixed batch (the hostile notebooks, 4 correct ones and a victim) runs with 3 workers; the correct
+ones must get exactly the verdicts they get among well-behaved notebooks (the catalog batch of
+tests/conftest.py). Broken files get their own batch.
+
+No verdict depends on how fast the machine is: the notebooks whose point is a time limit (TIMED: a
+cell that never ends, sleeps past the budget) run in a small batch of their own with short limits that
+only they reach (the cell limit is three times each sleep; the budget is the sum of the sleeps), and the
+others run with the default limits, so a loaded machine (a fork bomb up to its process limit, a
+gigabyte printed) is judged on what the code did, not on when it was stopped.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from fixtures.notebooks import build
 from fixtures.notebooks.hostile import BROKEN, HOSTILE, build_hostile, write_broken
 
 CORRECT = ("correct_layer_prehook", "correct_pca_lowrank", "correct_ln_prehook", "wrong_site_mlp")
-LIMITS = ["--cell-timeout", "20", "--timeout", "60"]
+TIMED = ("infinite_loop", "sleep_past_budget")  # the hostile notebooks whose verdict is a time limit
+TIMED_LIMITS = ["--cell-timeout", "45", "--timeout", "60"]  # 4 sleeps of 15 s: only the budget stops them
+LIMITS = ["--cell-timeout", "20", "--timeout", "60"]  # the broken files: none runs long
 ISOLATED = os.geteuid() == 0  # the fork bomb is only bounded where kernels run as their own uid
 
 
@@ -35,19 +43,31 @@ def _grade(args: list[str]) -> int:
 
 @pytest.fixture(scope="session")
 def mixed(tmp_path_factory) -> dict:
-    """The mixed batch: every hostile notebook, 4 correct ones and a victim, 3 workers, short limits."""
+    """The mixed batch: every hostile notebook but TIMED, 4 correct ones and a victim, 3 workers, default
+    limits; and TIMED in a batch of their own with short limits. `where[name]` is the --out holding name."""
     root = tmp_path_factory.mktemp("hostile")
-    src, out = root / "submissions", root / "grading"
+    src, out, timed_src, timed_out = root / "submissions", root / "grading", root / "timed", root / "timed-grading"
     src.mkdir()
+    timed_src.mkdir()
     other = src / "victim.ipynb"  # another student's submission, which one hostile notebook reads
     nbformat.write(build("correct_numpy_svd"), str(other))
     for name in CORRECT:
         nbformat.write(build(name), str(src / f"{name}.ipynb"))
     names = [n for n, h in HOSTILE.items() if ISOLATED or not h.isolated_only]
     for name in names:
-        nbformat.write(build_hostile(name, out_root=out, other_student=other), str(src / f"{name}.ipynb"))
-    assert _grade([str(src), "--out", str(out), "--workers", "3", *LIMITS]) == 0
-    return {"out": out, "src": src, "names": names}
+        nbformat.write(build_hostile(name, out_root=out, other_student=other),
+                       str((timed_src if name in TIMED else src) / f"{name}.ipynb"))
+    # the timed batch mostly waits for its limits: it runs beside the mixed one, in its own process
+    timed = subprocess.Popen([sys.executable, "-m", "grader.cli", str(timed_src), "--out", str(timed_out),
+                              "--workers", "2", *TIMED_LIMITS], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    try:
+        assert _grade([str(src), "--out", str(out), "--workers", "3"]) == 0
+    finally:
+        log, _ = timed.communicate(timeout=900)
+    assert timed.returncode == 0, log[-3000:]
+    where = {p.stem: out for p in src.glob("*.ipynb")} | {p.stem: timed_out for p in timed_src.glob("*.ipynb")}
+    return {"out": out, "src": src, "names": names, "where": where, "srcs": (src, timed_src)}
 
 
 def res(out: Path, sid: str) -> dict:
@@ -59,19 +79,19 @@ def test_hostile_notebook_gets_its_status_and_reason(mixed, name):
     if name not in mixed["names"]:
         pytest.skip("runs only where kernels are isolated (the grader runs as root)")
     h = HOSTILE[name]
-    extra = res(mixed["out"], name)["extra_data"]
+    extra = res(mixed["where"][name], name)["extra_data"]
     if h.status is not None:
         assert extra["status"] == h.status, extra["reason"]
     assert h.reason in extra["reason"], extra["reason"]
     for flag in h.flags:
         assert extra[flag], flag
-    page = (mixed["out"] / name / "report.html").read_text()
+    page = (mixed["where"][name] / name / "report.html").read_text()
     assert h.reason.replace("'", "&#39;") in page  # the TA reads the same reason on the report
 
 
 def test_every_submission_of_the_mixed_batch_has_a_result(mixed):
-    ids = {p.stem for p in mixed["src"].glob("*.ipynb")}
-    assert {p.parent.name for p in mixed["out"].glob("*/results.json")} == ids
+    ids = {p.stem for src in mixed["srcs"] for p in src.glob("*.ipynb")}
+    assert {p.parent.name for out in set(mixed["where"].values()) for p in out.glob("*/results.json")} == ids
     assert len(ids) == len(mixed["names"]) + len(CORRECT) + 1
 
 

@@ -124,8 +124,11 @@ def test_regrade_keeps_the_manual_points_and_a_changed_resubmission_makes_them_s
     nb = build("wrong_site_mlp")
     nb.cells.append(nbformat.v4.new_markdown_cell("Edited after the deadline: the tokens cluster in late layers."))
     nbformat.write(nb, str(src / "smithal_444_555_hw.ipynb"))  # a resubmission with other bytes
-    proc = _grade(str(src), "--out", str(out), "--workers", "2", "--no-report", "--rubric", str(graded["rubric"]))
+    others = {sid: (out / sid / "results.json").read_bytes() for sid in (JANE, KIM)}
+    # only the resubmission is executed again (`--only`; the rubric is the one recorded in grading.json)
+    proc = _grade(str(src), "--out", str(out), "--workers", "2", "--no-report", "--only", AL)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert {sid: (out / sid / "results.json").read_bytes() for sid in (JANE, KIM)} == others
     assert (out / "manual.json").read_bytes() == store_before  # regrading never touches the TA's points
     proc = _grade("summarize", str(out), "--rubric", str(graded["rubric"]), "--require-manual")
     assert proc.returncode == 1 and "pending" in proc.stderr  # the resubmission's points are stale

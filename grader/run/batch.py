@@ -284,12 +284,26 @@ def _kill_group(proc: subprocess.Popen, signum: int = signal.SIGKILL) -> None:
         pass
 
 
+def select_only(subs: list[Submission], only: list[str], out: Path) -> list[Submission]:
+    """The submissions named by --only; UsageError (nothing written) for an id not found in the paths."""
+    from grader.spec.errors import UsageError
+
+    ids = {s.id for s in subs}
+    unknown = [sid for sid in only if sid not in ids]
+    if unknown:
+        raise UsageError(f"--only: no submission {', '.join(map(repr, unknown))} among those found (their ids are "
+                         f"the folder names in {out}/, e.g. {sorted(ids)[0]!r}); nothing was run or written")
+    return [s for s in subs if s.id in set(only)]
+
+
 def grade_paths(paths: list[Path], out: Path, settings: Settings, resume: bool = False,
                 shard_spec: tuple[int, int] | None = None, canvas_assignment: str | None = None,
-                log=log_line, class_outputs: bool = True) -> list[Outcome]:
+                log=log_line, class_outputs: bool = True, only: list[str] | None = None) -> list[Outcome]:
     """`grade PATH...`: check the settings, find the submissions, compute the golden once, record the run
     (OUT/grading.json), grade them all, write the class outputs
     (unless class_outputs is False: a Slurm array task, whose summarize job writes them once).
+    `only`: grade just these submission ids (`grade PATHS --only ID...`), inside an existing --out whose
+    other submissions stay untouched; the class outputs are then rebuilt from every result in --out.
 
     Raises UsageError (before anything is written) on a bad setting or when nothing gradable was found,
     and GradingInterrupted, after writing the class outputs of what finished, when a signal stopped it."""
@@ -316,6 +330,8 @@ def grade_paths(paths: list[Path], out: Path, settings: Settings, resume: bool =
         if not subs:
             raise UsageError(f"no submissions found in {', '.join(map(str, paths))} (expected .ipynb files, "
                              "folders of them, or zips)")
+        if only:
+            subs = select_only(subs, only, out)
         log(f"grading {len(subs)} submission(s) with {settings.workers} worker(s); model {settings.model}; "
             f"output in {out}/")
         if settings.cpu_note():
