@@ -68,6 +68,15 @@ def format_table(grade, width: int = 100, visibilities: dict[str, str] | None = 
     return "\n".join(lines)
 
 
+def run_label(nb, index: int) -> str:
+    """The prompt the grader's run gives the cell at `index` ("In [9]"), as every reason and report names it:
+    code cells with source run top to bottom, one count each."""
+    from grader.execute.records import cell_label
+
+    count = sum(1 for c in nb.cells[:index + 1] if c.cell_type == "code" and c.source.strip())
+    return cell_label(count, index)
+
+
 def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
