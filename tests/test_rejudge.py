@@ -173,3 +173,19 @@ def test_rejudge_only_and_grade_only_touch_the_named_submissions(copy):
         assert (copy / sid / "results.json").stat().st_mtime_ns == stamp[sid]
     assert len(canvas(copy)) == 1 + len(SUBSET)  # the class outputs hold everyone
     assert main([str(source), "--out", str(copy), "--only", "nobody_1"]) == 2
+
+
+def test_rejudge_judges_the_stored_carried_run_and_runs_none(copy):
+    """wrong_site_mlp's Part 5 is judged again on the batch's carry/ run; without that run, rejudge executes
+    nothing and says how to make it."""
+    sid = "wrong_site_mlp"
+    before = untimed(results(copy)[sid])
+    assert before["extra_data"]["carried_forward"]["ran"] is True
+    shutil.rmtree(copy / sid / "carry")
+    assert main(["rejudge", str(copy), "--only", sid]) == 0
+    after = untimed(results(copy)[sid])
+    assert not (copy / sid / "carry").exists()  # no notebook ran
+    assert "carried_forward" not in after["extra_data"]
+    assert any("--only wrong_site_mlp" in n and "not judged again on correct captures" in n
+               for n in after["extra_data"]["notes"]), after["extra_data"]["notes"]
+    assert after["score"] == before["score"]  # its own Part 5 passed: nothing was credited from the carried run

@@ -126,3 +126,17 @@ def run_carried(sub: Submission, out_dir: Path, cfg: ExecuteConfig, plan: CarryP
     info = dict(executor.kernel_info, plan=plan.to_json())
     write_json(carry_dir / "carry.json", info)
     return rec, info
+
+
+def read_carried(out_dir: Path, plan: CarryPlan) -> tuple[ExecutionRecord, dict]:
+    """The carried-forward run a batch already executed into out_dir/carry, for `grade rejudge` (no notebook runs).
+    LookupError when there is none, or when it was run with another plan than the one judging makes now."""
+    from grader.execute.records import read_execution
+
+    carry_dir = out_dir / CARRY_DIR
+    if not (carry_dir / "carry.json").is_file() or not (carry_dir / "execution.json").is_file():
+        raise LookupError(f"no carried-forward run is stored in {carry_dir}")
+    info = json.loads((carry_dir / "carry.json").read_text())
+    if info.get("plan") != plan.to_json():
+        raise LookupError(f"the carried-forward run stored in {carry_dir} was made with another plan")
+    return read_execution(carry_dir / "execution.json"), info

@@ -122,9 +122,8 @@ def upstream_problem(judgement, cfg: CarryForwardConfig) -> str | None:
     return "your Part 3 captures are not the residual stream entering each layer"
 
 
-def _arrays(judgement, store: GoldenStore) -> tuple[list[np.ndarray], str, str]:
-    """The reference's resid_pre of every layer on the tokens the student ran ([N, d] float32), the tokens
-    ("prompt" or "student_prompt") and the dtype; LookupError when they cannot be had."""
+def _inputs(judgement) -> tuple[list[int], str, str]:
+    """The tokens the student ran (their ids, "prompt" or "student_prompt") and the dtype of their model."""
     rec, golden = judgement.execution, judgement.golden
     dtype = (rec.model or {}).get("dtype") or "float32"
     dtype = dtype if dtype in ("bfloat16", "float16") else "float32"
@@ -132,8 +131,15 @@ def _arrays(judgement, store: GoldenStore) -> tuple[list[np.ndarray], str, str]:
     tokens, ids = "prompt", golden.token_ids
     if runs and not any(list(f["input_ids"]) == golden.token_ids for f in runs):
         ids, tokens = list(max(runs, key=lambda f: f["n_tokens"])["input_ids"]), "student_prompt"
+    return ids, tokens, dtype
+
+
+def _arrays(judgement, store: GoldenStore, ids: list[int], tokens: str, dtype: str) -> list[np.ndarray]:
+    """The reference's resid_pre of every layer on those tokens ([N, d] float32); LookupError when they
+    cannot be had."""
+    golden = judgement.golden
     ref = golden if (tokens == "prompt" and dtype == "float32") else store.get(ids, dtype)
-    return [np.asarray(ref.site(TARGET_SITE, i), np.float32) for i in range(ref.num_layers)], tokens, dtype
+    return [np.asarray(ref.site(TARGET_SITE, i), np.float32) for i in range(ref.num_layers)]
 
 
 def plan(judgement):
@@ -160,8 +166,10 @@ def plan(judgement):
 
 
 def carry_forward(judgement, sub, out_dir: Path, execute_cfg, store: GoldenStore, rubric: dict,
-                  cfg: CarryForwardConfig | None = None):
-    """The judgement, with Part 5 also judged on the carried-forward run when Part 3 went wrong."""
+                  cfg: CarryForwardConfig | None = None, stored: bool = False):
+    """The judgement, with Part 5 also judged on the carried-forward run when Part 3 went wrong. With `stored`
+    (`grade rejudge`), the run a batch already made in out_dir/carry is judged again and nothing is executed;
+    when there is none that fits, a note says how to make it (`grade PATHS --only ID`)."""
     pack = getattr(store, "pack", None)
     cfg = cfg or (CarryForwardConfig.from_pack(pack) if pack is not None else CarryForwardConfig())
     reason = upstream_problem(judgement, cfg)
@@ -169,7 +177,12 @@ def carry_forward(judgement, sub, out_dir: Path, execute_cfg, store: GoldenStore
         return judgement
     checks = list(judgement.checks)
     try:
-        return _carry_forward(judgement, reason, sub, out_dir, execute_cfg, store, rubric, cfg)
+        return _carry_forward(judgement, reason, sub, out_dir, execute_cfg, store, rubric, cfg, stored)
+    except LookupError as exc:  # rejudge: no stored run for what judging asks now
+        judgement.checks, judgement.carry, judgement.carried = checks, None, None
+        judgement.execution.notes.append(f"Part 5 was not judged again on correct captures ({exc}); grade this "
+                                         f"submission again with `grade PATHS --out OUT --only {out_dir.name}` to do so")
+        return judgement
     except Exception as exc:  # noqa: BLE001 - a bug here must not cost the grade of the first run
         judgement.checks, judgement.carry, judgement.carried = checks, None, None
         judgement.execution.notes.append(f"Part 5 could not be run again on correct captures (a grader problem: "
@@ -177,15 +190,17 @@ def carry_forward(judgement, sub, out_dir: Path, execute_cfg, store: GoldenStore
         return judgement
 
 
-def _carry_forward(judgement, reason, sub, out_dir, execute_cfg, store, rubric, cfg):
-    from grader.execute.carry import CARRY_DIR, run_carried
+def _carry_forward(judgement, reason, sub, out_dir, execute_cfg, store, rubric, cfg, stored=False):
+    from grader.execute.carry import CARRY_DIR, read_carried, run_carried
     from grader.judge.verdicts import judge
 
     the_plan, problem = plan(judgement)
     outcome = CarryOutcome(ran=False, reason=reason, problem=problem)
+    arrays = None
     if the_plan is not None:
+        ids, tokens, dtype = _inputs(judgement)
         try:
-            arrays, tokens, dtype = _arrays(judgement, store)
+            arrays = None if stored else _arrays(judgement, store, ids, tokens, dtype)
         except LookupError as exc:
             the_plan, outcome.problem = None, f"Part 5 could not be run again on correct captures: {exc}"
     if the_plan is None:
@@ -194,7 +209,10 @@ def _carry_forward(judgement, reason, sub, out_dir, execute_cfg, store, rubric, 
         judgement.carry = outcome
         return _annotate(judgement, outcome, cfg)
     the_plan.tokens, the_plan.dtype = tokens, dtype
-    rec, info = run_carried(sub, out_dir, execute_cfg, the_plan, arrays)
+    if stored:
+        rec, info = read_carried(out_dir, the_plan)
+    else:
+        rec, info = run_carried(sub, out_dir, execute_cfg, the_plan, arrays)
     carried = judge(out_dir / CARRY_DIR, store, rubric, [])
     if carried.judged:
         write_json(out_dir / CARRY_DIR / "comparison.json", carried.comparison.to_json())

@@ -286,7 +286,7 @@ def _kill_group(proc: subprocess.Popen, signum: int = signal.SIGKILL) -> None:
 
 def select_only(subs: list[Submission], only: list[str], out: Path) -> list[Submission]:
     """The submissions named by --only; UsageError (nothing written) for an id not found in the paths."""
-    from grader.spec.errors import UsageError
+    from grader.errors import UsageError
 
     ids = {s.id for s in subs}
     unknown = [sid for sid in only if sid not in ids]

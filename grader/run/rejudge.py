@@ -34,6 +34,17 @@ def rejudgeable(out_dir: Path) -> bool:
     return is_complete(out_dir) and (out_dir / "execution.json").is_file() and (out_dir / "submission.json").is_file()
 
 
+def stored_carry(out_dir: Path, settings: Settings):
+    """The carried-forward step for conclude: the run the batch made in out_dir/carry is judged again, none is made."""
+    if not settings.carry_forward:
+        return None
+    from grader.judge.carry import carry_forward
+
+    def carry(judgement, store, rubric):
+        return carry_forward(judgement, None, out_dir, None, store, rubric, stored=True)
+    return carry
+
+
 def rejudge(out: Path, rubric: Path | None = None, only: list[str] | None = None,
             canvas_assignment: str | None = None, log=log_line) -> list[str]:
     """Judge again every finished submission in OUT (or those in `only`), write the class outputs; returns the
@@ -41,7 +52,7 @@ def rejudge(out: Path, rubric: Path | None = None, only: list[str] | None = None
     `only`, or a bad rubric."""
     from grader.pipeline import conclude
     from grader.report.gradebook import DEFAULT_ASSIGNMENT, write_class_outputs
-    from grader.spec.errors import UsageError
+    from grader.errors import UsageError
 
     out = Path(out)
     record = RunRecord.read(out) if out.is_dir() else None
@@ -72,7 +83,7 @@ def rejudge(out: Path, rubric: Path | None = None, only: list[str] | None = None
         out_dir = known[sid]
         info = SubmissionInfo.from_json(read_json(out_dir / "submission.json"), sid)
         status = read_execution(out_dir / "execution.json").status
-        grade = conclude(info, out_dir, settings, store, checks)
+        grade = conclude(info, out_dir, settings, store, checks, stored_carry(out_dir, settings))
         log(f"[{n}/{len(ids)}] {sid:<40} {grade.status:<15} {grade.score:g}/{grade.max_score:g}"
             + ("" if status == grade.status else f" (execution status {status})"))
     if record is None or rubric is not None or canvas_assignment != record.canvas_assignment:
