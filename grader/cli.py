@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "model", "tiny") != "tiny":
         for warning in Settings(model=args.model).model_warnings():
             print(f"warning: {warning}", file=sys.stderr)
-    from grader.rubric.config import RubricError
+    from grader.judge.rubric.config import RubricError
     from grader.errors import UsageError
 
     try:

@@ -1,4 +1,5 @@
-"""Files the grader writes and reads back: atomic writes, JSON, npz without pickle, sha256.
+"""Files the grader writes and reads back: atomic writes, JSON, npz without pickle, sha256, and the
+output folder's layout (`SubmissionDir`: every file name of out/<id>/ spelled once).
 
 Every file in an output folder is written through `write_atomic`, so a reader (a TA's browser, a
 resumed batch, `grade summarize`) sees the old content or the new, never a partial file. Files get
@@ -14,6 +15,66 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+
+class SubmissionDir(type(Path())):
+    """out/<id>/, the interface between the stages: each file's name is spelled here and nowhere else.
+
+        submitted/        the submission as received (notebook.ipynb, attachments)      intake / batch
+        execution.json    how the run ended, hooks, forwards, model (ExecutionRecord)   execute
+        executed.ipynb    the notebook with its outputs                                 execute
+        extracted.npz     captures and projections read from the kernel                 execute
+        files/            files the notebook wrote (tokens.gif)                         execute
+        carry/            the carried-forward run, a SubmissionDir of its own + carry.json   execute.carry
+        comparison.json   the judged numbers (Comparison)                               judge, via pipeline
+        submission.json   who and what (SubmissionInfo)                                 pipeline
+        report.html       the student's page                                            report
+        results.json      Gradescope's schema; written last: its presence means "done"  pipeline
+    """
+
+    @property
+    def execution(self) -> Path:
+        return self / "execution.json"
+
+    @property
+    def executed(self) -> Path:
+        return self / "executed.ipynb"
+
+    @property
+    def extracted(self) -> Path:
+        return self / "extracted.npz"
+
+    @property
+    def files(self) -> Path:
+        return self / "files"
+
+    @property
+    def submitted(self) -> Path:
+        return self / "submitted"
+
+    @property
+    def comparison(self) -> Path:
+        return self / "comparison.json"
+
+    @property
+    def submission(self) -> Path:
+        return self / "submission.json"
+
+    @property
+    def report(self) -> Path:
+        return self / "report.html"
+
+    @property
+    def results(self) -> Path:
+        return self / "results.json"
+
+    @property
+    def carry(self) -> "SubmissionDir":
+        return SubmissionDir(self / "carry")
+
+    @property
+    def carry_info(self) -> Path:
+        return self / "carry.json"
 
 
 def _umask() -> int:

@@ -3,7 +3,7 @@
     Submission -> execute (a sandboxed kernel) -> judge (this process) -> Grade -> results.json, report.html
 
     execute  grader/execute/   out/<id>/execution.json, executed.ipynb, extracted.npz, files/
-    judge    grader/judge/     every verdict: comparison, evidence, the rubric's checks (grader/rubric/)
+    judge    grader/judge/     every verdict: comparison, evidence, the rubric's checks (grader/judge/rubric/)
     results  grader/results.py out/<id>/results.json (Gradescope's schema), comparison.json, submission.json
     report   grader/report/    out/<id>/report.html
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from grader.execute.executor import Executor
 from grader.execute.records import ExecutionRecord
 from grader.intake.submission import Submission, SubmissionInfo
-from grader.io import write_json
+from grader.io import SubmissionDir, write_json
 from grader.judge.golden import GoldenStore
 from grader.judge.verdicts import judge
 from grader.results import Grade
@@ -43,7 +43,7 @@ def grade_one(sub: Submission, out_dir: Path, settings: Settings, execute_cfg, s
 
 def record_failure(sub: Submission, out_dir: Path, reason: str, seconds: float, settings: Settings) -> Grade:
     """The grader itself failed on this submission (a worker crashed or hung): still a result, with the reason."""
-    write_json(out_dir / "execution.json",
+    write_json(SubmissionDir(out_dir).execution,
                ExecutionRecord(sub.id, Status.GRADER_ERROR, reason, seconds=round(seconds, 2)).to_json())
     return conclude(sub.info(), out_dir, settings)
 
@@ -59,18 +59,18 @@ def conclude(info: SubmissionInfo, out_dir: Path, settings: Settings, store: Gol
     if carry is not None:
         judgement = carry(judgement, store, rubric)
     if judgement.judged:
-        write_json(out_dir / "comparison.json", judgement.comparison.to_json())
+        write_json(SubmissionDir(out_dir).comparison, judgement.comparison.to_json())
     grade = Grade(submission=info, summary=judgement.summary(info), checks=judgement.checks,
                   seconds=judgement.execution.seconds + (time.monotonic() - t0))
     results = grade.to_results()
-    write_json(out_dir / "submission.json", info.to_json())
+    write_json(SubmissionDir(out_dir).submission, info.to_json())
     if settings.report:
         from grader.report.submission import write_submission_report
-        from grader.report.totals import load_late_policy
+        from grader.judge.rubric.late import load_late_policy
 
         try:
             write_submission_report(out_dir, grade, judgement, load_late_policy(settings.rubric))
         except Exception as exc:  # noqa: BLE001 - a report bug must not cost the grade
             results["extra_data"]["notes"].append(f"the HTML report could not be written: {exc!r}")
-    write_json(out_dir / "results.json", results)  # written last: its presence means "done"
+    write_json(SubmissionDir(out_dir).results, results)  # written last: its presence means "done"
     return grade

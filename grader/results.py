@@ -9,13 +9,12 @@ without it.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from grader.intake.submission import SubmissionInfo
-from grader.io import read_json
+from grader.io import SubmissionDir, read_json
 from grader.status import Status
 
 MANUAL_PREFIX = "Graded by hand by a TA; 0 points until then."
@@ -238,23 +237,19 @@ class Result:
     @classmethod
     def read(cls, out_dir: Path) -> "Result | None":
         """The result in out_dir, or None when it is not complete (no readable results.json)."""
-        out_dir = Path(out_dir)
-        results = read_json(out_dir / "results.json")
-        if not isinstance(results, dict) or "score" not in results or "tests" not in results:
+        folder = SubmissionDir(out_dir)
+        if not is_complete(folder):
             return None
-        return cls.from_json(results, read_json(out_dir / "submission.json"), out_dir.name)
+        return cls.from_json(read_json(folder.results), read_json(folder.submission), folder.name)
 
 
 def is_complete(out_dir: Path) -> bool:
-    """Whether out_dir holds a finished result (results.json is written last)."""
-    try:
-        data = json.loads((Path(out_dir) / "results.json").read_text())
-        return "score" in data and "tests" in data
-    except (OSError, ValueError):
-        return False
+    """Whether out_dir holds a finished result (results.json is written last): Result.read's test, one place."""
+    results = read_json(SubmissionDir(out_dir).results)
+    return isinstance(results, dict) and "score" in results and "tests" in results
 
 
 def load_results(out_root: Path) -> list[Result]:
     """Every complete result under out_root, sorted by submission id."""
-    found = (Result.read(p.parent) for p in sorted(Path(out_root).glob("*/results.json")))
+    found = (Result.read(p.parent) for p in sorted(Path(out_root).glob("*/" + SubmissionDir("").results.name)))
     return [r for r in found if r is not None]

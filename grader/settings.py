@@ -89,8 +89,8 @@ def port_arg(text: str) -> int:
 
 def rubric_problems(path: Path | None, assignment: str | None = None) -> list[str]:
     """What is wrong with a rubric file: its checks and its [late] table, each as one sentence (empty: fine)."""
-    from grader.report.totals import load_late_policy
-    from grader.rubric.config import RubricError, load_rubric
+    from grader.judge.rubric.late import load_late_policy
+    from grader.judge.rubric.config import RubricError, load_rubric
 
     problems = []
     for load in (load_rubric, load_late_policy):
@@ -230,7 +230,7 @@ class Settings:
         return GoldenStore(self.model, self.golden_cache, device=self.device, assignment=self.assignment)
 
     def load_rubric(self) -> dict:
-        from grader.rubric.config import load_rubric
+        from grader.judge.rubric.config import load_rubric
 
         return load_rubric(self.rubric, self.assignment)
 

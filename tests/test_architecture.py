@@ -1,5 +1,7 @@
 """The tree stays the pipeline: no import cycles among the project's modules (imports inside functions
-count), no module over 400 lines, at most 8 modules at grader/'s top level."""
+count), none among its packages either (grader's stages: intake, execute, judge, report, manual, run, ...,
+each a node, with the top-level modules as nodes of their own), no module over 400 lines, at most 8
+modules at grader/'s top level."""
 
 from __future__ import annotations
 
@@ -83,6 +85,34 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_cycles():
     assert cycles(import_graph()) == []
+
+
+def package_of(module: str) -> str:
+    """grader.judge.rubric.runner -> grader.judge (a stage); grader.settings and reference.model stay themselves."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 else module
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for mod, targets in graph.items():
+        out.setdefault(package_of(mod), set())
+        for t in targets:
+            if package_of(t) != package_of(mod):
+                out[package_of(mod)].add(package_of(t))
+                out.setdefault(package_of(t), set())
+    return out
+
+
+def test_no_import_cycles_among_packages():
+    loops = cycles(package_graph(import_graph()))
+    assert loops == [], f"packages that import each other (a stage must only use the ones before it): {loops}"
+
+
+def test_the_package_graph_sees_a_loop_the_module_graph_does_not():
+    modules = {"grader.a.x": {"grader.b.y"}, "grader.b.y": set(), "grader.b.z": {"grader.a.w"}, "grader.a.w": set()}
+    assert cycles(modules) == []
+    assert cycles(package_graph(modules)) == [["grader.a", "grader.b"]]
 
 
 def test_the_cycle_finder_finds_a_cycle():

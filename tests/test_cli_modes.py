@@ -14,8 +14,8 @@ import nbformat
 import pytest
 
 from fixtures.notebooks import build
-from grader.rubric.config import CHECK_IDS, RubricError, load_rubric
-from grader.rubric.runner import declared_checks
+from grader.judge.rubric.config import CHECK_IDS, RubricError, load_rubric
+from grader.judge.rubric.runner import declared_checks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def test_gradescope_bundle_holds_the_scripts_and_the_project(tmp_path):
         names = set(zf.namelist())
         mode = (zf.getinfo("run_autograder").external_attr >> 16) & 0o777
         setup = zf.read("setup.sh").decode()
-    assert {"setup.sh", "run_autograder", "pyproject.toml", "grader/cli.py", "grader/rubric/checks/test_part3_hooks.py",
+    assert {"setup.sh", "run_autograder", "pyproject.toml", "grader/cli.py", "grader/judge/rubric/checks/test_part3_hooks.py",
             "grader/packs/sphere-qwen3/assignment.toml", "grader/spec/pack.py", "miniature/tiny.py",
             "grader/packs/sphere-qwen3/golden/projections.npz", "grader/packs/sphere-smollm2/golden/tokens.json"} <= names
     assert mode & 0o111 and not any("/submissions/" in n or "__pycache__" in n for n in names)

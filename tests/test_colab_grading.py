@@ -29,7 +29,7 @@ from fixtures.notebooks.colab import _OPTIONS, COLAB, IDIOMS, NAMES, POINTS, bui
 from fixtures.notebooks.colab_outputs import PRINTED_BASE_MODEL, PRINTED_MODEL
 from grader.judge.evidence import printed_model
 from grader.report.submission import describe_environment
-from grader.rubric.config import CHECK_IDS, load_rubric
+from grader.judge.rubric.config import CHECK_IDS, load_rubric
 from grader.spec.sites import SITE_NAMES
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"

@@ -129,7 +129,7 @@ def test_check_result_text_and_old_results_json():
 
 
 def test_rubric_visibility_keys_and_their_errors(tmp_path):
-    from grader.rubric.config import RubricError, load_rubric, visibility
+    from grader.judge.rubric.config import RubricError, load_rubric, visibility
 
     rubric = load_rubric()
     assert visibility(rubric, "p3.hook_site", "self_check") == "brief"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fixtures.notebooks import FAST, SLOW, get
-from grader.rubric.config import CHECK_IDS
+from grader.judge.rubric.config import CHECK_IDS
 from grader.spec.pack import load_pack
 
 NUM_LAYERS = load_pack().n_layers

@@ -217,7 +217,7 @@ def test_large_gif_is_shown_as_its_first_frame(graded, golden, tmp_path, monkeyp
     from grader.judge.verdicts import judge
     from grader.report import sections
     from grader.results import Result
-    from grader.rubric.config import load_rubric
+    from grader.judge.rubric.config import load_rubric
 
     out = tmp_path / RICH
     shutil.copytree(graded / RICH, out)

@@ -32,10 +32,9 @@ from grader.execute.executor import Executor, hidden_call
 from grader.execute.kernel import HiddenCodeError, KernelSession
 from grader.execute.records import ExecutionRecord
 from grader.intake.submission import Submission
-from grader.io import write_json
+from grader.io import SubmissionDir, write_json
 
 CARRY_SOURCE = Path(carry_kernel.__file__).read_text()
-CARRY_DIR = "carry"  # out/<id>/carry/
 ARRAYS_FILE = ".grader-carry.npz"  # in the kernel's working directory, removed by inject
 
 
@@ -100,7 +99,7 @@ class CarryExecutor(Executor):
         super()._extract(kernel, probe_cfg, workdir, out_dir, rec)
         if not kernel.alive:
             return
-        path = workdir.probe_out / "carry.json"
+        path = workdir.SubmissionDir(probe_out).carry_info
         try:
             workdir.probe_out.mkdir(exist_ok=True)
             kernel.run_hidden(hidden_call(CARRY_SOURCE, "report", self._config(out=str(path))),
@@ -117,14 +116,14 @@ def run_carried(sub: Submission, out_dir: Path, cfg: ExecuteConfig, plan: CarryP
                 arrays: list[np.ndarray]) -> tuple[ExecutionRecord, dict]:
     """Execute the carried-forward run into out_dir/carry; (its record, what the kernel-side code found).
     A tokens.gif the student attached is left out: the GIF judged here is the one this run makes."""
-    carry_dir = out_dir / CARRY_DIR
+    carry_dir = SubmissionDir(out_dir).carry
     shutil.rmtree(carry_dir, ignore_errors=True)  # nothing of an earlier, interrupted run is judged
     carried = replace(sub, attachments=[a for a in sub.attachments if Path(a).suffix.lower() != ".gif"])
     executor = CarryExecutor(cfg, plan, arrays)
     rec = executor.run(carried, carry_dir)
     shutil.rmtree(carry_dir / "submitted", ignore_errors=True)  # the submission is kept once, in out/<id>/submitted
     info = dict(executor.kernel_info, plan=plan.to_json())
-    write_json(carry_dir / "carry.json", info)
+    write_json(SubmissionDir(carry_dir).carry_info, info)
     return rec, info
 
 
@@ -133,10 +132,10 @@ def read_carried(out_dir: Path, plan: CarryPlan) -> tuple[ExecutionRecord, dict]
     LookupError when there is none, or when it was run with another plan than the one judging makes now."""
     from grader.execute.records import read_execution
 
-    carry_dir = out_dir / CARRY_DIR
-    if not (carry_dir / "carry.json").is_file() or not (carry_dir / "execution.json").is_file():
+    carry_dir = SubmissionDir(out_dir).carry
+    if not carry_dir.carry_info.is_file() or not carry_dir.execution.is_file():
         raise LookupError(f"no carried-forward run is stored in {carry_dir}")
-    info = json.loads((carry_dir / "carry.json").read_text())
+    info = json.loads(carry_dir.carry_info.read_text())
     if info.get("plan") != plan.to_json():
         raise LookupError(f"the carried-forward run stored in {carry_dir} was made with another plan")
-    return read_execution(carry_dir / "execution.json"), info
+    return read_execution(carry_dir.execution), info

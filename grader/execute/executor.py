@@ -29,7 +29,7 @@ from grader.execute.records import CellRecord, ExecutionRecord
 from grader.execute.sandbox import Sandbox, UidLease
 from grader.execute.workdir import Workdir, keep_submitted
 from grader.intake.submission import Submission
-from grader.io import write_atomic, write_json
+from grader.io import SubmissionDir, write_atomic, write_json
 from grader.status import Status
 
 PROBE_SOURCE = Path(probe.__file__).read_text()
@@ -115,7 +115,7 @@ class Executor:
                     rec.files = workdir.collect(out_dir, self.cfg.max_kept_file_bytes, rec.notes)
             except OSError as exc:
                 rec.notes.append(f"the attachments could not be kept: {exc}")
-            write_atomic(out_dir / "executed.ipynb", nbformat.writes(nb))
+            write_atomic(SubmissionDir(out_dir).executed, nbformat.writes(nb))
             return self._finish(rec, out_dir, t0)
         limits.update(sandbox=sandbox.mode, memory_bytes=self.cfg.sandbox.memory_bytes,
                       file_bytes=self.cfg.sandbox.file_bytes, nproc=self.cfg.sandbox.nproc)
@@ -134,7 +134,7 @@ class Executor:
 
     def _finish(self, rec: ExecutionRecord, out_dir: Path, t0: float) -> ExecutionRecord:
         rec.seconds = round(time.monotonic() - t0, 2)
-        write_json(out_dir / "execution.json", rec.to_json())
+        write_json(SubmissionDir(out_dir).execution, rec.to_json())
         return rec
 
     def _kernel_session(self, nb, workdir: Workdir) -> KernelSession:
@@ -167,7 +167,7 @@ class Executor:
             if stopped:
                 rec.status, rec.reason = stopped
             self._extract(kernel, probe_cfg, workdir, out_dir, rec)
-        write_atomic(out_dir / "executed.ipynb", nbformat.writes(nb))
+        write_atomic(SubmissionDir(out_dir).executed, nbformat.writes(nb))
         rec.files = workdir.collect(out_dir, self.cfg.max_kept_file_bytes, rec.notes)
         self._conclude(rec)
 
@@ -256,7 +256,7 @@ class Executor:
                 rec.notes.append(f"results could not be read back: {exc}")
             return
         rec.take_probe(data, probe_cfg["nonce"])
-        self._keep_arrays(probe_dir / "extracted.npz", out_dir, rec)
+        self._keep_arrays(SubmissionDir(probe_dir).extracted, out_dir, rec)
 
     def _keep_arrays(self, npz: Path, out_dir: Path, rec: ExecutionRecord) -> None:
         if not npz.is_file():
@@ -266,4 +266,4 @@ class Executor:
             rec.notes.append(f"extracted arrays ({size} bytes) were over the limit and were not kept")
             return
         shutil.copyfile(npz, out_dir / ".extracted.npz.tmp")
-        os.replace(out_dir / ".extracted.npz.tmp", out_dir / "extracted.npz")
+        os.replace(out_dir / ".extracted.npz.tmp", SubmissionDir(out_dir).extracted)

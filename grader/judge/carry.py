@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grader.io import write_json
+from grader.io import SubmissionDir, write_json
 from grader.judge import carry_source
 from grader.judge.golden import GoldenStore
 from grader.results import CheckResult
@@ -191,7 +191,7 @@ def carry_forward(judgement, sub, out_dir: Path, execute_cfg, store: GoldenStore
 
 
 def _carry_forward(judgement, reason, sub, out_dir, execute_cfg, store, rubric, cfg, stored=False):
-    from grader.execute.carry import CARRY_DIR, read_carried, run_carried
+    from grader.execute.carry import read_carried, run_carried
     from grader.judge.verdicts import judge
 
     the_plan, problem = plan(judgement)
@@ -213,9 +213,9 @@ def _carry_forward(judgement, reason, sub, out_dir, execute_cfg, store, rubric, 
         rec, info = read_carried(out_dir, the_plan)
     else:
         rec, info = run_carried(sub, out_dir, execute_cfg, the_plan, arrays)
-    carried = judge(out_dir / CARRY_DIR, store, rubric, [])
+    carried = judge(SubmissionDir(out_dir).carry, store, rubric, [])
     if carried.judged:
-        write_json(out_dir / CARRY_DIR / "comparison.json", carried.comparison.to_json())
+        write_json(SubmissionDir(out_dir).carry.comparison, carried.comparison.to_json())
     injected = info.get("injected") or {}
     outcome = replace(outcome, ran=True, variable=the_plan.variable, how_chosen=the_plan.how_chosen,
                       injected_after_cell=the_plan.inject_after, found=injected.get("found", ""),

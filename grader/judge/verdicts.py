@@ -14,14 +14,14 @@ from pathlib import Path
 import nbformat
 
 from grader.execute.records import ExecutionRecord, read_execution
-from grader.io import load_npz
+from grader.io import SubmissionDir, load_npz
 from grader.judge import evidence as ev
 from grader.judge.comparison import Comparison, compare
 from grader.judge.golden import Golden, GoldenStore
 from grader.judge.hooks import HookGroup, HookSummary, hook_groups, summarize
 from grader.judge.projections import SpherePanel, sphere_panels
 from grader.results import CheckResult, Summary
-from grader.rubric.runner import not_graded, run_rubric
+from grader.judge.rubric.runner import not_graded, run_rubric
 from grader.spec.pack import Assignment
 from grader.status import Status
 from grader.intake.submission import SubmissionInfo
@@ -107,7 +107,7 @@ def gather_evidence(rec: ExecutionRecord, out_dir: Path, attachments: list[str],
 
 def judge(out_dir: Path, store: GoldenStore, rubric: dict, attachments: list[str]) -> Judgement:
     """Every verdict on the submission executed into out_dir."""
-    rec = read_execution(out_dir / "execution.json")
+    rec = read_execution(SubmissionDir(out_dir).execution)
     golden = store.get()
     pack, family = store.pack, store.pack.family
     found, nb = gather_evidence(rec, out_dir, attachments, pack)
@@ -116,7 +116,7 @@ def judge(out_dir: Path, store: GoldenStore, rubric: dict, attachments: list[str
         return Judgement(execution=rec, golden=golden, checks=not_graded(rubric, rec.reason), evidence=found,
                          hooks=hooks, hook_groups=hook_groups(rec.hooks or [], family), notebook=nb,
                          assignment=pack)
-    extracted = load_npz(out_dir / "extracted.npz")
+    extracted = load_npz(SubmissionDir(out_dir).extracted)
     comparison = compare(rec, extracted, store)
     checks = run_rubric(Context(execution=rec, comparison=comparison, evidence=found, hooks=hooks, assignment=pack),
                         rubric)
@@ -131,7 +131,7 @@ def judge(out_dir: Path, store: GoldenStore, rubric: dict, attachments: list[str
 
 def _read_notebook(out_dir: Path):
     """The executed notebook, or None when it is missing or unreadable."""
-    path = out_dir / "executed.ipynb"
+    path = SubmissionDir(out_dir).executed
     if not path.is_file():
         return None
     try:

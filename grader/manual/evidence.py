@@ -49,7 +49,7 @@ def diagram_files(out_dir: Path, sid: str) -> list[dict]:
 
 def load_notebook(out_dir: Path, sid: str) -> nbformat.NotebookNode | None:
     """DIR/<id>/executed.ipynb, or None (missing, too large, not a notebook)."""
-    path = outdir.safe_path(out_dir, sid, "executed.ipynb")
+    path = outdir.safe_path(out_dir, sid, SubmissionDir("").executed.name)
     if path is None or path.stat().st_size > MAX_NOTEBOOK_BYTES:
         return None
     try:

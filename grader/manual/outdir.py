@@ -5,7 +5,7 @@ Reads, never writes:
                                             (checks with their `manual` flag and max points as graded,
                                             the Summary with the submitted notebook's sha256, the
                                             SubmissionInfo); nothing here reads results.json by key
-  grader/rubric                             the default rubric's manual checks, only as a fallback for a
+  grader/judge/rubric                             the default rubric's manual checks, only as a fallback for a
                                             results.json that lists no checks
   DIR/grading.json                          what `grade` was asked (written before grading):
                                             {"grader_version", "canvas_assignment", "rubric": abs path
@@ -25,9 +25,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader.io import SubmissionDir
 from grader.results import CheckResult, Result
 
-RESULTS = "results.json"
+RESULTS = SubmissionDir("").results.name
 GRADING_RECORD = "grading.json"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -70,8 +71,8 @@ def manual_checks(res: Result) -> dict[str, CheckResult]:
 def default_manual_checks() -> dict[str, CheckResult]:
     """The manual checks of the default rubric (the checks' markers + the default pack's rubric)."""
     try:
-        from grader.rubric.config import load_rubric
-        from grader.rubric.runner import not_graded
+        from grader.judge.rubric.config import load_rubric
+        from grader.judge.rubric.runner import not_graded
 
         checks = not_graded(load_rubric(), "not graded yet")
     except Exception:  # noqa: BLE001 - the rubric package may be mid-change; degrade to nothing

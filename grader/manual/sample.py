@@ -22,7 +22,7 @@ import nbformat
 from nbformat import v4
 
 from grader.intake.submission import SubmissionInfo
-from grader.io import sha256, write_atomic, write_json
+from grader.io import SubmissionDir, sha256, write_atomic, write_json
 from grader.judge.evidence import diagrams
 from grader.results import CheckResult, Grade, Result, Summary
 from grader.status import Status
@@ -117,7 +117,7 @@ def write_result(folder: Path, result: Result, **summary_changes) -> None:
     written as the pipeline writes it: what a regrade of a changed resubmission leaves behind."""
     grade = Grade(submission=result.submission, summary=replace(result.summary, **summary_changes),
                   checks=result.checks, seconds=result.execution_time)
-    write_json(Path(folder) / "results.json", grade.to_results())
+    write_json(SubmissionDir(folder).results, grade.to_results())
 
 
 def make_sample_out_dir(out_dir: Path | str, extra_students: int = 0) -> Path:
@@ -131,7 +131,7 @@ def make_sample_out_dir(out_dir: Path | str, extra_students: int = 0) -> Path:
         folder = out_dir / sid
         (folder / "files").mkdir(parents=True, exist_ok=True)
         nb = _notebook(diagram, png, stored_image=submitted == "stored image")
-        write_atomic(folder / "executed.ipynb", nbformat.writes(nb))
+        write_atomic(SubmissionDir(folder).executed, nbformat.writes(nb))
         attachments = []
         if diagram == "file":  # attached by the student, kept by the grader's run
             attachments.append("decoder_diagram.png")
@@ -155,8 +155,8 @@ def make_sample_out_dir(out_dir: Path | str, extra_students: int = 0) -> Path:
                           student_name=name, student_id=info.student_id, late=late, answer=answer,
                           cell_errors=int(status == "cell_errors"),
                           diagrams=diagrams(nb, folder / "files", attachments), notebook_sha256=sha)
-        write_json(folder / "submission.json", info.to_json())
-        write_json(folder / "results.json", Grade(info, summary, _checks(status), seconds=1.0).to_results())
+        write_json(SubmissionDir(folder).submission, info.to_json())
+        write_json(SubmissionDir(folder).results, Grade(info, summary, _checks(status), seconds=1.0).to_results())
     return out_dir
 
 

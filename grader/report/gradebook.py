@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.io import write_atomic
-from grader.report.totals import LatePolicy, Total, load_late_policy, totals
+from grader.judge.rubric.late import LatePolicy, load_late_policy
+from grader.report.totals import Total, totals
 from grader.results import load_results
 from grader.errors import UsageError
 

@@ -19,7 +19,7 @@ from grader.judge.evidence import remote_images
 from grader.judge.hooks import layer_ranges
 from grader.judge.projections import PROJECTION_MEDIAN_DEG, PROJECTION_P95_DEG
 from grader.judge.verdicts import Judgement
-from grader.report.totals import LatePolicy
+from grader.judge.rubric.late import LatePolicy
 from grader.report.render import (IMAGE_MIME, MAX_INLINE_IMAGE_BYTES, answer_html, fmt_bytes, fmt_deg, image_uri,
                                    shown_traceback, strip_ansi)
 from grader.spec.sites import SITES, TARGET_SITE, describe

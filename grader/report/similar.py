@@ -13,14 +13,14 @@ from pathlib import Path
 
 import nbformat
 
-from grader.io import write_atomic
+from grader.io import SubmissionDir, write_atomic
 from grader.report import similarity
 from grader.report.render import render
 from grader.results import Result
 
 
 def _notebook(out_dir: Path):
-    for path in (out_dir / "submitted" / "notebook.ipynb", out_dir / "executed.ipynb"):
+    for path in (out_dir / "submitted" / "notebook.ipynb", SubmissionDir(out_dir).executed):
         try:
             return nbformat.read(path, as_version=4)
         except Exception:  # noqa: BLE001 - missing or unreadable: try the next, else nothing to compare

@@ -17,7 +17,7 @@ from grader.judge.evidence import answer_body
 from grader.judge.verdicts import Judgement
 from grader.report import sections
 from grader.report.carry import carry_card
-from grader.report.totals import LatePolicy
+from grader.judge.rubric.late import LatePolicy
 from grader.report.render import answer_html, fmt_bytes, or_empty, render, section, sentence
 from grader.status import describe
 

@@ -1,7 +1,7 @@
 """A submission's total as every output states it: automated points + the TA's manual points - late penalty.
 
 Reads each Result (results.json, written by grading) and DIR/manual.json (the TA's points, kept apart
-from grading so a regrade never touches them) and the rubric's [late] policy. grades.csv, grades_detail.csv,
+from grading so a regrade never touches them) and the rubric's [late] policy (grader/judge/rubric/late.py). grades.csv, grades_detail.csv,
 the class index and the feedback pages all take their numbers from here, so they agree.
 
 A manual point counts only for the notebook version it was given for: when the student resubmitted
@@ -15,61 +15,13 @@ A TA's recorded points always win over the rule (manual.json is never written he
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.judge.rubric.late import LatePolicy
 from grader.results import CheckResult, Result
+from grader.report.manual_points import ManualPoints
 from grader.status import Status
-
-
-@dataclass(frozen=True)
-class LatePolicy:
-    """rubric.toml [late]: `penalty = 0.1` (a fraction of the points earned) or `points = 10` (subtracted)."""
-
-    fraction: float = 0.0
-    points: float = 0.0
-
-    def penalty(self, earned: float, late: bool) -> float:
-        if not late:
-            return 0.0
-        return round(min(earned, earned * self.fraction + self.points), 4)
-
-    @property
-    def active(self) -> bool:
-        return bool(self.fraction or self.points)
-
-    def describe(self) -> str:
-        parts = ([f"{self.fraction:.0%} of the points"] if self.fraction else []) + \
-                ([f"{self.points:g} points"] if self.points else [])
-        return " + ".join(parts) or "no penalty"
-
-
-def load_late_policy(rubric_path: Path | None, assignment=None) -> LatePolicy:
-    """The [late] table of the rubric file when it has one, else the assignment pack's; RubricError (a
-    ValueError) says what is wrong. `grade` calls it before the first notebook runs (Settings.validate)."""
-    from grader.rubric.config import RubricError, pack_rubric_tables, read_rubric_file
-
-    data = read_rubric_file(Path(rubric_path)) if rubric_path else {}
-    if "late" in data:
-        path = rubric_path
-    else:
-        path, data = pack_rubric_tables(assignment)
-    late = data.get("late", {})
-    if not isinstance(late, dict) or set(late) - {"penalty", "points"}:
-        raise RubricError(f"{path}: [late] may set only 'penalty' (a fraction, 0..1) and 'points', found {late!r}")
-    fraction, points = late.get("penalty", 0.0), late.get("points", 0.0)
-    if not _number(fraction) or not 0 <= fraction <= 1:
-        hint = f"; to subtract {fraction:g} points write `points = {fraction:g}`" if _number(fraction) and fraction > 1 else ""
-        raise RubricError(f"{path}: [late] penalty is a fraction of the points earned, between 0 and 1 (0.1: 10%), "
-                          f"found {fraction!r}{hint}")
-    if not _number(points) or points < 0:
-        raise RubricError(f"{path}: [late] points must be a number >= 0, found {points!r}")
-    return LatePolicy(float(fraction), float(points))
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -164,8 +116,7 @@ class Total:
 
 def totals(out_root: Path, results: list[Result], late: LatePolicy = LatePolicy()) -> list[Total]:
     """The total of every result, with the TA's points from out_root/manual.json."""
-    store = _store(out_root)
-    snapshot = store.snapshot() if store is not None else {}
+    snapshot = ManualPoints(out_root).snapshot()
     out = []
     for r in results:
         entries = snapshot.get(r.id, {})
@@ -176,7 +127,7 @@ def totals(out_root: Path, results: list[Result], late: LatePolicy = LatePolicy(
 
 
 def manual_mark(check: CheckResult, entry, result: Result) -> ManualMark:
-    """One manual check's mark: the TA's entry (grader.manual.store.Entry, or None) where it counts (not
+    """One manual check's mark: the TA's entry (grader.report.manual_points.Entry, or None) where it counts (not
     stale), else what manual_rule says for the result's status."""
     stale = bool(entry and entry.notebook_sha256 and result.summary.notebook_sha256
                  and entry.notebook_sha256 != result.summary.notebook_sha256)
@@ -188,10 +139,3 @@ def manual_mark(check: CheckResult, entry, result: Result) -> ManualMark:
                       automatic=rule.points is not None, note=rule.note)
 
 
-def _store(out_root: Path):
-    """The manual store of out_root, or None when the TA tools are not installed (the student kit)."""
-    try:
-        from grader.manual.store import ManualStore
-    except ImportError:
-        return None
-    return ManualStore(out_root)

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from grader.execute.config import ExecuteConfig
 from grader.execute.records import ExecutionRecord
 from grader.intake.submission import Submission
-from grader.io import write_json
+from grader.io import SubmissionDir, write_json
 from grader.pipeline import record_failure
 from grader.results import Result, is_complete
 from grader.run.worker import PARENT_ENV, Job
@@ -201,7 +201,7 @@ class Batch:
             return None
         out_dir = cfg.out / sub.id
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "results.json").unlink(missing_ok=True)  # a re-run is not done until it says so
+        SubmissionDir(out_dir).results.unlink(missing_ok=True)  # a re-run is not done until it says so
         job = Job(submission=sub.to_json(), out_dir=str(out_dir), settings=cfg.settings.to_json(),
                   execute=cfg.execute.to_json())
         t0 = time.monotonic()
@@ -258,7 +258,7 @@ class Batch:
         """Stopped while running: execution.json says so, and no results.json, so it is not done."""
         reason = (f"grading was interrupted ({self._signals.name}) before this submission finished; "
                   "`grade ... --resume` grades it")
-        write_json(out_dir / "execution.json",
+        write_json(SubmissionDir(out_dir).execution,
                    ExecutionRecord(sub.id, Status.INTERRUPTED, reason, seconds=round(seconds, 2)).to_json())
         return Outcome(sub.id, Status.INTERRUPTED, None, None, seconds, reason)
 

@@ -23,10 +23,11 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from grader.io import load_npz, read_json, write_atomic
-from grader.report.totals import Total, load_late_policy, totals
+from grader.io import SubmissionDir, load_npz, read_json, write_atomic
+from grader.judge.rubric.late import load_late_policy
+from grader.report.totals import Total, totals
 from grader.results import CheckResult, Result, load_results
-from grader.rubric.config import load_rubric, visibility
+from grader.judge.rubric.config import load_rubric, visibility
 from grader.errors import UsageError
 
 PAGE_NAME = "feedback.html"
@@ -120,13 +121,13 @@ def student_gif(sub_dir: Path) -> Path | None:
 def student_spheres(sub_dir: Path) -> tuple[str | None, str]:
     """(a PNG data URI of the student's own projections on the sphere at three layers, a caption). Only
     the student's arrays are read: extracted.npz and the variable comparison.json names."""
-    comparison = read_json(Path(sub_dir) / "comparison.json") or {}
+    comparison = read_json(SubmissionDir(sub_dir).comparison) or {}
     proj = comparison.get("projections") if isinstance(comparison, dict) else None
     if not isinstance(proj, dict) or not proj.get("variable"):
         return None, "No per-layer projections were found after your notebook ran."
     keys = {lp.get("layer"): lp.get("key") for lp in proj.get("layers") or [] if isinstance(lp, dict)}
     wanted = {layer: f"projections.{proj['variable']}.{keys[layer]}" for layer in SPHERE_LAYERS if layer in keys}
-    arrays = load_npz(Path(sub_dir) / "extracted.npz", list(wanted.values()))
+    arrays = load_npz(SubmissionDir(sub_dir).extracted, list(wanted.values()))
     import numpy as np
 
     from grader.judge.projections import as_3xn

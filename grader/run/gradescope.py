@@ -18,6 +18,7 @@ import traceback
 import zipfile
 from pathlib import Path
 
+from grader.io import SubmissionDir
 from grader.settings import Settings
 from grader.status import Status
 
@@ -88,7 +89,7 @@ def run_in_container(settings: Settings) -> int:
         sub.id = "submission"
         out_dir = out_root / sub.id
         grade_one(sub, out_dir, settings, settings.execute_config(hide=[out_root], log=lambda *_: None))
-        shutil.copyfile(out_dir / "results.json", results_path)
+        shutil.copyfile(SubmissionDir(out_dir).results, results_path)
         return 0
     except Exception as exc:  # noqa: BLE001 - Gradescope must always get a results.json
         results_path.write_text(json.dumps(_failure_results(f"{exc.__class__.__name__}: {exc}")) + "\n")

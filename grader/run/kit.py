@@ -140,7 +140,7 @@ exclude = ["grader.manual*"]
 
 [tool.setuptools.package-data]
 grader = ["packs/DEFAULT", "packs/*/*.toml", "packs/*/*.md", "packs/*/*.py", "packs/*/*.txt", "packs/*/model/*.json",
-          "packs/*/golden/*", "rubric/checks/*.py", "rubric/checks/pytest.ini", "report/templates/*", "judge/frozen/*"]
+          "packs/*/golden/*", "judge/rubric/checks/*.py", "judge/rubric/checks/pytest.ini", "report/templates/*", "judge/frozen/*"]
 """
 
 

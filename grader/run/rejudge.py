@@ -21,7 +21,7 @@ from pathlib import Path
 
 from grader.execute.records import read_execution
 from grader.intake.submission import SubmissionInfo
-from grader.io import read_json
+from grader.io import SubmissionDir, read_json
 from grader.results import is_complete, load_results
 from grader.settings import RunRecord, Settings, rubric_problems
 from grader.status import Status
@@ -31,7 +31,7 @@ log_line = functools.partial(print, flush=True)
 
 def rejudgeable(out_dir: Path) -> bool:
     """A finished submission folder whose execution record is there (an interrupted one is not finished)."""
-    return is_complete(out_dir) and (out_dir / "execution.json").is_file() and (out_dir / "submission.json").is_file()
+    return is_complete(out_dir) and SubmissionDir(out_dir).execution.is_file() and SubmissionDir(out_dir).submission.is_file()
 
 
 def stored_carry(out_dir: Path, settings: Settings):
@@ -81,8 +81,8 @@ def rejudge(out: Path, rubric: Path | None = None, only: list[str] | None = None
     checks = settings.load_rubric()
     for n, sid in enumerate(ids, 1):
         out_dir = known[sid]
-        info = SubmissionInfo.from_json(read_json(out_dir / "submission.json"), sid)
-        status = read_execution(out_dir / "execution.json").status
+        info = SubmissionInfo.from_json(read_json(SubmissionDir(out_dir).submission), sid)
+        status = read_executionSubmissionDir(out_dir).execution.status
         grade = conclude(info, out_dir, settings, store, checks, stored_carry(out_dir, settings))
         log(f"[{n}/{len(ids)}] {sid:<40} {grade.status:<15} {grade.score:g}/{grade.max_score:g}"
             + ("" if status == grade.status else f" (execution status {status})"))
@@ -102,8 +102,8 @@ def rubric_changes(out: Path, rubric: Path | None) -> list[str]:
     """How the points of `rubric` differ from those OUT's results were judged with ("p3.hook_site: 10 -> 12"),
     one line per check that differs; empty when they agree. `grade summarize` only totals results, so it
     refuses a rubric that would change them and names `grade rejudge`."""
-    from grader.rubric.config import load_rubric
-    from grader.rubric.runner import declared_checks
+    from grader.judge.rubric.config import load_rubric
+    from grader.judge.rubric.runner import declared_checks
 
     checks, declared = load_rubric(rubric), declared_checks()
     judged: dict[str, float | None] = {}  # check id -> points in the results (None: absent, i.e. disabled)

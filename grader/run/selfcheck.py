@@ -22,6 +22,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from grader.io import SubmissionDir
 from grader.intake.discovery import Discovery
 from grader.intake.submission import Submission
 from grader.settings import Settings, folder_arg, grader_version
@@ -104,7 +105,7 @@ def run_self_check(notebook: Path, settings: Settings, out: Path | None = None, 
     cell's 3-D labels too."""
     from grader.judge.golden import GoldenUnavailable
     from grader.pipeline import grade_one
-    from grader.rubric.config import visibility
+    from grader.judge.rubric.config import visibility
 
     notebook = Path(notebook)
     _read_notebook(notebook)
@@ -159,7 +160,7 @@ def _prompt_difference(out_dir: Path) -> str:
         from grader.judge.prompt import compare_prompt
 
         store = GoldenStore("tiny")
-        verdict = compare_prompt(read_execution(out_dir / "execution.json"), store.get(), store.decode)
+        verdict = compare_prompt(read_execution(SubmissionDir(out_dir).execution), store.get(), store.decode)
         if verdict.first_difference:
             return f"Part 4: {verdict.first_difference}."
     except Exception:  # noqa: BLE001

@@ -4,8 +4,8 @@ title, whether error carried forward may credit it; and the late policy.
 Written in the assignment pack (assignment.toml [checks."<id>"] and [late]) and, for one run, in an
 override file (`grade --rubric my_rubric.toml`, the same two sections; what it sets wins, what it leaves
 out keeps the pack's value). A check's points come from, in order: the override, the pack, the points
-declared on the check itself (`@pytest.mark.points` in grader/rubric/checks). Which ids exist is known
-to grader/rubric (the checks' markers); `grader.rubric.config.load` checks the ids.
+declared on the check itself (`@pytest.mark.points` in grader/judge/rubric/checks). Which ids exist is known
+to grader/judge/rubric (the checks' markers); `grader.judge.rubric.config.load` checks the ids.
 
     [checks."p3.hook_site"]
     points = 10

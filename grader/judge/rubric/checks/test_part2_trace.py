@@ -2,7 +2,7 @@
 
 import pytest
 
-from grader.rubric.plugin import hint, show_to_ta, ta_check
+from grader.judge.rubric.plugin import hint, show_to_ta, ta_check
 
 
 def _modules(family) -> dict[str, str]:

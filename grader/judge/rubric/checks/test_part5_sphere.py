@@ -3,7 +3,7 @@
 import pytest
 
 from grader.judge.evidence import answer_body
-from grader.rubric.plugin import hint, show_to_ta, ta_check
+from grader.judge.rubric.plugin import hint, show_to_ta, ta_check
 
 
 def _projections(ctx):

@@ -1,4 +1,4 @@
-"""Run the rubric (grader/rubric/checks) on one judged submission, in-process: one CheckResult per check."""
+"""Run the rubric (grader/judge/rubric/checks) on one judged submission, in-process: one CheckResult per check."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from grader.results import CheckResult
-from grader.rubric import plugin
-from grader.rubric.config import CHECK_IDS
+from grader.judge.rubric import plugin
+from grader.judge.rubric.config import CHECK_IDS
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
 
@@ -65,7 +65,7 @@ def declared_checks() -> dict[str, tuple[str, float, bool]]:
 
     out = {}
     for path in sorted(CHECKS_DIR.glob("test_*.py")):
-        module = importlib.import_module(f"grader.rubric.checks.{path.stem}")
+        module = importlib.import_module(f"grader.judge.rubric.checks.{path.stem}")
         for name in dir(module):
             fn = getattr(module, name)
             marks = {m.name: m for m in getattr(fn, "pytestmark", [])}

@@ -1,6 +1,6 @@
 """The pytest plugin that turns the rubric's test functions into scored checks.
 
-A check is a test function in grader/rubric/checks/ marked with its stable id, title and points:
+A check is a test function in grader/judge/rubric/checks/ marked with its stable id, title and points:
 
     @pytest.mark.check("p3.hook_site", "Hooks read each decoder layer's input")
     @pytest.mark.points(10)
@@ -26,7 +26,7 @@ import re
 import pytest
 
 from grader.results import CheckResult
-from grader.rubric.config import CHECK_IDS
+from grader.judge.rubric.config import CHECK_IDS
 
 CONTEXT_KEY = pytest.StashKey[object]()
 RUBRIC_KEY = pytest.StashKey[dict]()

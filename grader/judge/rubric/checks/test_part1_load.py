@@ -2,7 +2,7 @@
 
 import pytest
 
-from grader.rubric.plugin import hint
+from grader.judge.rubric.plugin import hint
 
 # AutoModelForCausalLM gives the family's *ForCausalLM (Qwen3ForCausalLM); AutoModel gives its base model
 # (Qwen3Model, no LM head): the same decoder layers (at model.layers instead of model.model.layers) and the

@@ -6,7 +6,7 @@ for ids that were recorded (one changed word barely moves the other tokens' resi
 
 import pytest
 
-from grader.rubric.plugin import hint
+from grader.judge.rubric.plugin import hint
 
 
 @pytest.mark.reference_answerable

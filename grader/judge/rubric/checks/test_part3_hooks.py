@@ -3,7 +3,7 @@
 import pytest
 
 from grader.judge.hooks import layer_ranges
-from grader.rubric.plugin import hint
+from grader.judge.rubric.plugin import hint
 from grader.spec.sites import describe
 
 
