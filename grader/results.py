@@ -15,7 +15,7 @@ from pathlib import Path
 
 from grader.intake.submission import SubmissionInfo
 from grader.io import SubmissionDir, read_json
-from grader.status import Status
+from grader.status import CheckStatus, Status
 
 MANUAL_PREFIX = "Graded by hand by a TA; 0 points until then."
 
@@ -26,7 +26,7 @@ class CheckResult:
     title: str
     max_points: float
     points: float
-    status: str  # "passed", "failed", "manual", "error"
+    status: CheckStatus  # passed, failed, manual, error (a plain string is turned into one)
     feedback: str  # what the student reads (for a TA check: the evidence, without MANUAL_PREFIX)
     manual: bool = False
     notes: list[str] = field(default_factory=list)
@@ -34,6 +34,9 @@ class CheckResult:
     # out of what a student sees at "brief" visibility. `feedback` always holds the full text.
     hint: str = ""
     judged_on: str = ""  # "carried_forward": credited on the run with correct captures (grader/judge/carry.py)
+
+    def __post_init__(self):
+        self.status = CheckStatus(self.status)  # ValueError for a status no reader knows
 
     @property
     def output(self) -> str:
@@ -80,7 +83,7 @@ class CheckResult:
         hint = summary.get("hint")  # absent from the results.json of earlier versions
         return cls(id=summary["id"], title=summary.get("title", summary["id"]),
                    max_points=float(summary.get("max_points", 0)), points=float(summary.get("points", 0)),
-                   status=summary.get("status", "failed"), feedback="" if output == "Passed." else output,
+                   status=CheckStatus.parse(summary.get("status")) or CheckStatus.ERROR, feedback="" if output == "Passed." else output,
                    manual=bool(summary.get("manual")), hint=hint if isinstance(hint, str) else "",
                    judged_on=str(summary.get("judged_on") or ""))
 

@@ -81,3 +81,51 @@ def describe(value: str | None) -> tuple[str, str, str]:
     """(label, tone, short) of a status string, also for one this version does not know."""
     status = Status.parse(value)
     return (status.label, status.tone, status.short) if status else (str(value), "warn", str(value))
+
+
+class CheckStatus(StrEnum):
+    """How one rubric check ended (CheckResult.status), with the words each audience reads and its tone."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"  # the check itself raised: a grader problem, not the student's
+    MANUAL = "manual"  # a TA grades it
+
+    @property
+    def tone(self) -> str:
+        return _CHECK_WORDS[self][0]
+
+    @property
+    def ta_label(self) -> str:
+        """On the TA's report."""
+        return _CHECK_WORDS[self][1]
+
+    @property
+    def student_label(self) -> str:
+        """On the student's feedback page."""
+        return _CHECK_WORDS[self][2]
+
+    @property
+    def symbol(self) -> str:
+        """In the self-check's table, where the terminal can show it."""
+        return _CHECK_WORDS[self][3]
+
+    @property
+    def ascii(self) -> str:
+        """In the self-check's table, where it cannot."""
+        return _CHECK_WORDS[self][4]
+
+    @classmethod
+    def parse(cls, value: str | None) -> "CheckStatus | None":
+        try:
+            return cls(value)
+        except ValueError:
+            return None
+
+
+_CHECK_WORDS: dict[CheckStatus, tuple[str, str, str, str, str]] = {  # tone, TA, student, symbol, ascii
+    CheckStatus.PASSED: ("good", "passed", "passed", "✓", "PASS"),
+    CheckStatus.FAILED: ("bad", "failed", "not passed", "✗", "FAIL"),
+    CheckStatus.ERROR: ("warn", "grader error", "not checked: grader problem", "!", "ERR "),
+    CheckStatus.MANUAL: ("manual", "TA to grade", "graded by your TA", "…", "TODO"),
+}

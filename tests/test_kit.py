@@ -109,7 +109,7 @@ def test_the_wheel_has_the_grader_and_frozen_goldens_and_no_solution(kit):
     assert {"grader", "miniature"} <= tops
     assert not tops & {"reference", "fixtures", "tests", "bench"}
     assert not [n for n in names if n.startswith("grader/manual/") or n.endswith("dynamics.json")]
-    for part in ("execute/executor.py", "rubric/checks/test_part3_hooks.py", "judge/golden.py", "report/render.py",
+    for part in ("execute/executor.py", "judge/rubric/checks/test_part3_hooks.py", "judge/golden.py", "report/render.py",
                  "spec/template.py", "run/selfcheck.py", "report/templates/feedback.html", "packs/sphere-qwen3/assignment.toml", "packs/DEFAULT"):
         assert f"grader/{part}" in names, part
     for dtype in ("float32", "bfloat16", "float16"):

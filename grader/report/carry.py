@@ -7,7 +7,12 @@ second run (titles only: that run's outputs hold reference values and stay out o
 
 from __future__ import annotations
 
-WORDS = {"passed": "passed", "failed": "failed", "error": "error", None: "not judged"}
+from grader.status import CheckStatus
+
+
+def _word(status: str | None) -> str:
+    parsed = CheckStatus.parse(status)
+    return parsed.ta_label if parsed else (status or "not judged")
 
 
 def carry_card(page) -> dict | None:
@@ -15,7 +20,7 @@ def carry_card(page) -> dict | None:
     outcome = getattr(j, "carry", None)
     if outcome is None:
         return None
-    rows = [{"id": cid, "own": WORDS.get(c.get("own"), c.get("own")), "carried": WORDS.get(c.get("carried"), c.get("carried")),
+    rows = [{"id": cid, "own": _word(c.get("own")), "carried": _word(c.get("carried")),
              "credited": bool(c.get("credited"))} for cid, c in outcome.checks.items()]
     carried = getattr(j, "carried", None)
     errors = []

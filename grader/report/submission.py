@@ -19,10 +19,8 @@ from grader.report import sections
 from grader.report.carry import carry_card
 from grader.judge.rubric.late import LatePolicy
 from grader.report.render import answer_html, fmt_bytes, or_empty, render, section, sentence
-from grader.status import describe
+from grader.status import CheckStatus, describe
 
-CHECK_STATUS_WORDS = {"passed": ("passed", "good"), "failed": ("failed", "bad"), "error": ("grader error", "warn"),
-                      "manual": ("TA to grade", "manual")}
 
 
 def write_submission_report(out_dir: Path, grade, judgement: Judgement, late: LatePolicy = LatePolicy()) -> Path:
@@ -94,8 +92,8 @@ def check_rows(grade) -> list[dict]:
     answer = grade.summary.answer
     answer_note = f"Answer: {answer_body(answer)}" if answer else None
     for c in grade.checks:
-        status = "manual" if c.manual else c.status
-        label, tone = CHECK_STATUS_WORDS.get(status, (status, "warn"))
+        status = CheckStatus.MANUAL if c.manual else CheckStatus.parse(c.status)
+        label, tone = (status.ta_label, status.tone) if status else (str(c.status), "warn")
         if status == "failed" and 0 < c.points < c.max_points:
             label, tone = "partial", "warn"
         feedback = c.output

@@ -23,6 +23,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from grader.status import CheckStatus
 from grader.io import SubmissionDir, load_npz, read_json, write_atomic
 from grader.judge.rubric.late import load_late_policy
 from grader.report.totals import Total, totals
@@ -32,8 +33,6 @@ from grader.errors import UsageError
 
 PAGE_NAME = "feedback.html"
 SPHERE_LAYERS = (0, 18, 35)  # first, middle, last (as the TA report draws them)
-STATUS_WORDS = {"passed": ("passed", "good"), "failed": ("not passed", "bad"),
-                "error": ("not checked: grader problem", "warn"), "manual": ("graded by your TA", "manual")}
 
 
 class PendingManualError(UsageError):
@@ -169,7 +168,8 @@ def check_rows(checks: list[CheckResult], visibilities: dict[str, str], audience
     rows = []
     for c in checks:
         vis = visibilities.get(c.id, "full")
-        label, tone = STATUS_WORDS.get(c.status, (c.status, "warn"))
+        status = CheckStatus.parse(c.status)
+        label, tone = (status.student_label, status.tone) if status else (str(c.status), "warn")
         withheld = vis == "brief" and c.withheld and c.status != "passed"
         rows.append({"id": c.id, "title": c.title, "points": c.points, "max_points": c.max_points, "manual": c.manual,
                      "status_label": label, "tone": tone, "feedback": c.text(vis),

@@ -22,6 +22,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from grader.status import CheckStatus
 from grader.io import SubmissionDir
 from grader.intake.discovery import Discovery
 from grader.intake.submission import Submission
@@ -35,9 +36,9 @@ def _symbols() -> dict[str, str]:
     enc = (getattr(sys.stdout, "encoding", None) or "ascii").lower()
     try:
         "✓✗…–".encode(enc)
-        return {"passed": "✓", "failed": "✗", "error": "!", "manual": "…"}
+        return {s.value: s.symbol for s in CheckStatus}
     except (UnicodeEncodeError, LookupError):
-        return {"passed": "PASS", "failed": "FAIL", "error": "ERR ", "manual": "TODO"}
+        return {s.value: s.ascii for s in CheckStatus}
 
 
 def _submission(notebook: Path) -> Submission:
