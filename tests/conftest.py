@@ -1,4 +1,5 @@
-"""Shared, session-scoped artifacts: the miniature's HF cache and one reference run on it."""
+"""Shared, session-scoped artifacts: the miniature's HF cache and one reference run on it; and how the suite
+is split across pytest-xdist processes (`-n 3 --dist loadgroup`, the README's test command)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,15 @@ import pytest
 
 CANVAS_FILE = "curiemarie_LATE_777_4242_Assignment.ipynb"
 CANVAS_ID = "curiemarie_777"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under xdist's loadgroup, each session fixture is made in one process only: every test that uses the
+    catalog `batch` (any module) runs in one group, every other test with the rest of its module (whose
+    session fixtures, a graded batch each, are the module's own)."""
+    for item in items:
+        group = "batch" if "batch" in item.fixturenames else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -29,8 +29,11 @@ from fixtures.notebooks import build
 from fixtures.notebooks.hostile import BROKEN, HOSTILE, build_hostile, write_broken
 
 CORRECT = ("correct_layer_prehook", "correct_pca_lowrank", "correct_ln_prehook", "wrong_site_mlp")
-TIMED = ("infinite_loop", "sleep_past_budget")  # the hostile notebooks whose verdict is a time limit
-TIMED_LIMITS = ["--cell-timeout", "45", "--timeout", "60"]  # 4 sleeps of 15 s: only the budget stops them
+# The hostile notebooks whose verdict is a time limit, each in a batch of its own with limits that give that
+# verdict however loaded the machine is: a slow start only brings the budget sooner for the 4 sleeps of 15 s,
+# and leaves the infinite loop 870 s of budget after its cell limit.
+TIMED = {"infinite_loop": ["--cell-timeout", "30", "--timeout", "900"],
+         "sleep_past_budget": ["--cell-timeout", "45", "--timeout", "60"]}
 LIMITS = ["--cell-timeout", "20", "--timeout", "60"]  # the broken files: none runs long
 ISOLATED = os.geteuid() == 0  # the fork bomb is only bounded where kernels run as their own uid
 
@@ -46,9 +49,12 @@ def mixed(tmp_path_factory) -> dict:
     """The mixed batch: every hostile notebook but TIMED, 4 correct ones and a victim, 3 workers, default
     limits; and TIMED in a batch of their own with short limits. `where[name]` is the --out holding name."""
     root = tmp_path_factory.mktemp("hostile")
-    src, out, timed_src, timed_out = root / "submissions", root / "grading", root / "timed", root / "timed-grading"
+    src, out = root / "submissions", root / "grading"
     src.mkdir()
-    timed_src.mkdir()
+    timed_src = {name: root / f"timed-{name}" for name in TIMED}
+    timed_out = {name: root / f"timed-{name}-grading" for name in TIMED}
+    for folder in timed_src.values():
+        folder.mkdir()
     other = src / "victim.ipynb"  # another student's submission, which one hostile notebook reads
     nbformat.write(build("correct_numpy_svd"), str(other))
     for name in CORRECT:
@@ -56,18 +62,20 @@ def mixed(tmp_path_factory) -> dict:
     names = [n for n, h in HOSTILE.items() if ISOLATED or not h.isolated_only]
     for name in names:
         nbformat.write(build_hostile(name, out_root=out, other_student=other),
-                       str((timed_src if name in TIMED else src) / f"{name}.ipynb"))
-    # the timed batch mostly waits for its limits: it runs beside the mixed one, in its own process
-    timed = subprocess.Popen([sys.executable, "-m", "grader.cli", str(timed_src), "--out", str(timed_out),
-                              "--workers", "2", *TIMED_LIMITS], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
+                       str((timed_src[name] if name in TIMED else src) / f"{name}.ipynb"))
+    # the timed batches mostly wait for their limits: they run beside the mixed one, each in its own process
+    timed = {name: subprocess.Popen([sys.executable, "-m", "grader.cli", str(timed_src[name]), "--out",
+                                     str(timed_out[name]), "--workers", "1", *limits],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for name, limits in TIMED.items()}
     try:
         assert _grade([str(src), "--out", str(out), "--workers", "3"]) == 0
     finally:
-        log, _ = timed.communicate(timeout=900)
-    assert timed.returncode == 0, log[-3000:]
-    where = {p.stem: out for p in src.glob("*.ipynb")} | {p.stem: timed_out for p in timed_src.glob("*.ipynb")}
-    return {"out": out, "src": src, "names": names, "where": where, "srcs": (src, timed_src)}
+        logs = {name: proc.communicate(timeout=900)[0] for name, proc in timed.items()}
+    for name, proc in timed.items():
+        assert proc.returncode == 0, logs[name][-3000:]
+    where = {p.stem: out for p in src.glob("*.ipynb")} | {name: timed_out[name] for name in TIMED}
+    return {"out": out, "src": src, "names": names, "where": where, "srcs": (src, *timed_src.values())}
 
 
 def res(out: Path, sid: str) -> dict:

@@ -99,7 +99,7 @@ class CarryExecutor(Executor):
         super()._extract(kernel, probe_cfg, workdir, out_dir, rec)
         if not kernel.alive:
             return
-        path = workdir.SubmissionDir(probe_out).carry_info
+        path = SubmissionDir(workdir.probe_out).carry_info
         try:
             workdir.probe_out.mkdir(exist_ok=True)
             kernel.run_hidden(hidden_call(CARRY_SOURCE, "report", self._config(out=str(path))),

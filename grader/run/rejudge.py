@@ -82,7 +82,7 @@ def rejudge(out: Path, rubric: Path | None = None, only: list[str] | None = None
     for n, sid in enumerate(ids, 1):
         out_dir = known[sid]
         info = SubmissionInfo.from_json(read_json(SubmissionDir(out_dir).submission), sid)
-        status = read_executionSubmissionDir(out_dir).execution.status
+        status = read_execution(SubmissionDir(out_dir).execution).status
         grade = conclude(info, out_dir, settings, store, checks, stored_carry(out_dir, settings))
         log(f"[{n}/{len(ids)}] {sid:<40} {grade.status:<15} {grade.score:g}/{grade.max_score:g}"
             + ("" if status == grade.status else f" (execution status {status})"))
