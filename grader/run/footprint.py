@@ -31,7 +31,7 @@ from grader.errors import UsageError
 GiB = 1 << 30
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 PLAN_DTYPE = "float32"
-TOKENS = 404  # the assignment's prompt
+TOKENS = 404  # the default pack's prompt; a run plans with its own pack's (plan_settings)
 KERNEL_RUNTIME = int(0.8 * GiB)  # python, torch, transformers, ipykernel, matplotlib, the recorder
 GRADER_RUNTIME = int(0.6 * GiB)  # the grade process between goldens (torch imported, golden freed)
 WORKER_RUNTIME = int(0.3 * GiB)  # a worker while its kernel runs (no torch)
@@ -64,12 +64,23 @@ def parameter_count(cfg: dict) -> int | None:
     head_dim = int(cfg.get("head_dim") or d // heads)
     bias = bool(cfg.get("attention_bias"))
     attn = d * heads * head_dim * 2 + d * kv * head_dim * 2 + (heads * head_dim + 2 * kv * head_dim + d) * bias
-    if cfg.get("model_type") == "qwen3":
+    if _norms_queries_and_keys(cfg):
         attn += 2 * head_dim  # q_norm, k_norm
     mlp = 3 * d * inter + (2 * inter + d) * bool(cfg.get("mlp_bias"))
     per_layer = attn + mlp + 2 * d  # + input_layernorm, post_attention_layernorm
     embeddings = vocab * d * (1 if cfg.get("tie_word_embeddings", True) else 2)
     return embeddings + layers * per_layer + d
+
+
+def _norms_queries_and_keys(cfg: dict) -> bool:
+    """Whether the config's model family normalises each head's queries and keys (q_norm, k_norm)."""
+    from grader.families import UnknownFamilyError, for_config
+
+    try:
+        family = for_config(cfg)
+    except UnknownFamilyError:
+        return False
+    return any(".q_norm." in p.name for p in family.layer)
 
 
 def _config_path(model: str) -> Path | None:
@@ -190,14 +201,14 @@ class WorkerPlan:
 
 
 def plan_workers(model: str, workers: int, memory_bytes: int | None = None,
-                 available: tuple[int | None, str] | None = None) -> WorkerPlan:
+                 available: tuple[int | None, str] | None = None, tokens: int = TOKENS) -> WorkerPlan:
     """How many of `workers` fit in memory for `model` (see the module doc); UsageError when none does."""
     from grader.settings import TINY
 
     shape = None if model == TINY else model_shape(model)
     if shape is None:
         return WorkerPlan(workers)
-    fp = estimate(shape)
+    fp = estimate(shape, tokens)
     free, where = available if available is not None else available_memory()
     if free is None:
         return WorkerPlan(workers, fp)
@@ -218,7 +229,10 @@ def plan_workers(model: str, workers: int, memory_bytes: int | None = None,
 
 def plan_settings(settings, log=print):
     """Settings with --workers capped to what fits (the note logged); UsageError when nothing fits."""
-    plan = plan_workers(settings.model, settings.workers, settings.memory_bytes)
+    from grader.spec.pack import load_pack
+
+    plan = plan_workers(settings.model, settings.workers, settings.memory_bytes,
+                        tokens=load_pack(settings.assignment).n_tokens)
     if plan.note:
         log(f"note: {plan.note}")
     return settings if plan.workers == settings.workers else replace(settings, workers=plan.workers)
