@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 
+from grader.io import SubmissionDir
 from grader.judge.evidence import diagrams, remote_images
 from grader.manual import outdir
 from grader.report.render import IMAGE_MIME
