@@ -14,7 +14,7 @@ Visibility is "full" (what is wrong and how to fix it) or "brief" (what is wrong
 the parts of a message a check marks with `hint(...)` are left out). Instructors, TAs and
 results.json always get the full text.
 
-The [late] table is read by grader/report/totals.py (`load_late_policy`); both go through
+The [late] table is read by grader/judge/rubric/late.py (`load_late_policy`); both go through
 `read_rubric_file`, so a missing or malformed file is a RubricError wherever it is read first.
 """
 
