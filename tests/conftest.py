@@ -1,5 +1,5 @@
 """Shared, session-scoped artifacts: the miniature's HF cache and one reference run on it; and how the suite
-is split across pytest-xdist processes (`-n 3 --dist loadgroup`, the README's test command)."""
+is split across pytest-xdist processes (`-n 3 --dist loadscope`, the README's test command)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,36 @@ CANVAS_FILE = "curiemarie_LATE_777_4242_Assignment.ipynb"
 CANVAS_ID = "curiemarie_777"
 
 
+# The modules whose tests use the session `batch` (the catalog graded once): under xdist they are one scope,
+# so that one process grades the catalog once for all of them.
+SHARED_BATCH_MODULES = (
+    "tests/test_cli_modes.py", "tests/test_grading.py", "tests/test_hostile.py", "tests/test_rejudge.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadscope` with one scope per test module (its module fixtures, graded batches, made once and
+    its tests run in file order), except the SHARED_BATCH_MODULES, which form one scope together.
+    (xdist's `loadgroup` cannot be used: under pytest 9.2 it no longer renames the node ids it groups by.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "shared-batch" if module in SHARED_BATCH_MODULES else module
+
+    return ModuleScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Under xdist's loadgroup, each session fixture is made in one process only: every test that uses the
-    catalog `batch` (any module) runs in one group, every other test with the rest of its module (whose
-    session fixtures, a graded batch each, are the module's own)."""
-    for item in items:
-        group = "batch" if "batch" in item.fixturenames else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+    """A test that uses `batch` outside SHARED_BATCH_MODULES would grade the catalog a second time in
+    another process: refuse the run and say where to add it."""
+    strays = sorted({item.nodeid.split("::", 1)[0] for item in items if "batch" in item.fixturenames}
+                    - set(SHARED_BATCH_MODULES))
+    if strays:
+        raise pytest.UsageError(f"tests/conftest.py: {', '.join(strays)} use the session `batch` fixture; "
+                                "add them to SHARED_BATCH_MODULES")
 
 
 @pytest.fixture(scope="session")

@@ -168,16 +168,40 @@ def test_broken_files(tmp_path):
     assert not Path("/tmp/qgrader-zip-escape.txt").exists()
 
 
-def _processes(*words: str) -> list[str]:
-    found = []
+def _descendants(root: int) -> dict[int, str]:
+    """The live processes below `root` (pid -> command line), read from /proc: this batch's own workers and
+    kernels, not those of batches that other test processes run at the same time."""
+    parent, cmdline = {}, {}
     for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
         try:
-            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+            stat = (p / "stat").read_text()
+            cmdline[int(p.name)] = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
         except OSError:
             continue
-        if p.name.isdigit() and all(w in cmd for w in words):
-            found.append(cmd)
+        parent[int(p.name)] = int(stat.rsplit(")", 1)[1].split()[1])  # field 4, after the command's (name)
+    found, frontier = {}, [root]
+    while frontier:
+        pid = frontier.pop()
+        for child, ppid in parent.items():
+            if ppid == pid and child not in found:
+                found[child] = cmdline[child]
+                frontier.append(child)
     return found
+
+
+def _alive(pids: dict[int, str], *words: str) -> list[str]:
+    """Which of `pids` whose command line has all `words` still run (a zombie has no command line)."""
+    left = []
+    for pid, cmd in pids.items():
+        try:
+            now = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+        except OSError:
+            continue
+        if now == cmd and all(w in cmd for w in words):
+            left.append(cmd)
+    return left
 
 
 def test_kill_minus_9_then_resume_grades_everyone_exactly_once(tmp_path):
@@ -189,15 +213,19 @@ def test_kill_minus_9_then_resume_grades_everyone_exactly_once(tmp_path):
     cmd = [sys.executable, "-m", "grader.cli", str(src), "--out", str(out), "--workers", "1", "--no-report"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and not list(out.glob("*/results.json")):
-        time.sleep(0.5)
+    below: dict[int, str] = {}
+    while time.monotonic() < deadline and not (list(out.glob("*/results.json"))
+                                               and any("grader.run.worker" in c for c in below.values())):
+        time.sleep(0.3)
+        below = _descendants(proc.pid)  # a worker (and its kernel) grading the next submission
+    assert any("grader.run.worker" in c for c in below.values()), below
     os.kill(proc.pid, signal.SIGKILL)  # the batch process only: its workers must die with it
     proc.wait()
     finished = {p.parent.name: p.read_bytes() for p in out.glob("*/results.json")}
     assert 1 <= len(finished) < len(names)
     time.sleep(3)
-    assert not _processes("grader.run.worker"), "workers must die with the batch"
-    assert not _processes("ipykernel_launcher", "qgrader-"), "kernels must die with their worker"
+    assert not _alive(below, "grader.run.worker"), "workers must die with the batch"
+    assert not _alive(below, "ipykernel_launcher"), "kernels must die with their worker"
     resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-2000:]
     assert f"resuming: {len(finished)} submission(s) already graded" in resumed.stdout
