@@ -11,6 +11,7 @@
     grade gradescope-bundle FILE.zip     write Gradescope's autograder zip
     grade gradescope-run                 grade inside Gradescope's container
     grade slurm PATH... --shards N       a Slurm job array that grades in N shards, then summarizes (--submit)
+    grade new-assignment DIR --model ID  a new assignment pack for another model, copied from a pack, self-tested
     grade --version                      the grader's version
 """
 
@@ -144,6 +145,16 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
                                                             description="Grade inside Gradescope's /autograder layout.")
     _run_options(p, None)
     _slurm_parser(parsers)
+    p = parsers["new-assignment"] = argparse.ArgumentParser(prog="grade new-assignment", description="Write a new "
+        "assignment pack DIR for another model (a copy of a pack, golden/ made anew), then self-test it.")
+    p.add_argument("dir", type=Path, metavar="DIR", help="the new pack's folder (new or empty); its name is the pack's")
+    p.add_argument("--model", dest="model_id", required=True, metavar="ID", help="the model's hub id, found offline: "
+                   "a shipped pack for it, a local folder holding config.json, or the Hugging Face cache")
+    p.add_argument("--from", dest="base", metavar="PACK", help=f"the pack to copy (default: {DEFAULT_PACK})")
+    p.add_argument("--prompt-file", type=Path, metavar="FILE", help="the new prompt (default: the copied pack's)")
+    p.add_argument("--title", help="the [assignment] title (default: 'The residual stream of NAME on the unit sphere')")
+    p.add_argument("--no-self-test", dest="self_test", action="store_false",
+                   help="do not grade a solution notebook on the new pack's miniature")
     return parsers
 
 
@@ -339,6 +350,10 @@ def run_verb(verb: str, args: argparse.Namespace) -> int:
 
         print(f"wrote {make_bundle(args.zip)}")
         return EXIT_OK
+    if verb == "new-assignment":
+        from grader.run.new_assignment import new_assignment
+
+        return new_assignment(args.dir, args.model_id, args.base, args.prompt_file, args.title, args.self_test)
     if verb == "slurm":
         from grader.run.slurm import array_from_args, run_slurm
 

@@ -253,3 +253,44 @@ def test_frozen_goldens_round_trip_exactly_and_serve_without_reference(kit, tmp_
         kit_store.get(manifest["token_ids"][:-1])
     with pytest.raises(GoldenUnavailable, match="in float32, bfloat16 only, not in float16"):
         kit_store.get(dtype="float16")  # not frozen here
+
+
+def test_a_kit_for_the_smollm2_pack_checks_that_assignment(kit, tmp_path):
+    """`grade student-kit --assignment sphere-smollm2`: the wheel holds that pack as its DEFAULT, and its
+    `grade-check` (unpacked beside the kit venv's torch and transformers) passes a correct SmolLM2 notebook
+    and names the wrong site of a mistaken one."""
+    from fixtures.notebooks import build
+    from fixtures.notebooks.convert import convert
+    from grader.run.kit import build_kit
+    from grader.spec.pack import load_pack
+
+    _, venv = kit
+    wheel = build_kit(tmp_path / "kit", log=lambda *a: None, assignment="sphere-smollm2")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        assert z.read("grader/packs/DEFAULT").decode().strip() == "sphere-smollm2"
+    assert "grader/packs/sphere-smollm2/assignment.toml" in names
+    assert "grader/packs/sphere-smollm2/golden/projections.npz" in names
+    site = tmp_path / "site"
+    subprocess.run([str(_bin(venv, "python")), "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                    str(wheel)], check=True, capture_output=True, env=_clean_env({}), timeout=600)
+    pack = load_pack("sphere-smollm2")
+    env = _clean_env({"PYTHONPATH": str(site), "QWEN_GRADER_CACHE": str(tmp_path / "cache"),
+                      "PYTHONIOENCODING": "utf-8"})
+    procs = {}
+    for name in ("correct_layer_prehook", "wrong_site_mlp"):
+        nb = tmp_path / name / f"{name}.ipynb"
+        nb.parent.mkdir()
+        nbformat.write(convert(build(name), pack), str(nb))
+        procs[name] = subprocess.Popen([str(_bin(venv, "python")), "-c",
+                                        "from grader.run.selfcheck import check_main; raise SystemExit(check_main())",
+                                        str(nb), "--out", str(tmp_path / f"out-{name}")],
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                       cwd=tmp_path)
+    outs = {name: p.communicate(timeout=900)[0] for name, p in procs.items()}
+    good, bad = (" ".join(outs[n].split()) for n in ("correct_layer_prehook", "wrong_site_mlp"))
+    assert procs["correct_layer_prehook"].returncode == 0, good[-3000:]
+    assert "Automated checks: 85 of 85 points - all passed." in good and "✗" not in good, good[-3000:]
+    assert procs["wrong_site_mlp"].returncode == 1, bad[-3000:]
+    assert "✗ p3.captures_match 0/15" in bad and "(mlp_out), not the residual stream entering layer 7" in bad, bad[-3000:]
+    assert "layers 0-29" in bad, bad[-3000:]  # SmolLM2's 30 layers, not Qwen3's 36

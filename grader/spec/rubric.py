@@ -125,17 +125,20 @@ def read_rubric(data: dict, where: str, sections: tuple[str, ...] | None = None)
     return Rubric(checks=entries, late=late, source=where, source_sets_late="late" in data)
 
 
-def read_toml(path: Path, what: str) -> dict:
-    """A TOML file, or PackError saying why it cannot be read."""
+def read_toml(path: Path, what: str, error: type[Exception] = PackError, expected: str = "a TOML file") -> dict:
+    """A TOML file (`what` says which, as messages name it), or `error` saying why it cannot be read: the one
+    reader of the pack file and of a rubric file (grader/judge/rubric/config.read_rubric_file)."""
     path = Path(path)
     try:
         return tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise PackError(f"{what} {path} does not exist") from None
+        raise error(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise error(f"{what} {path} is a folder; expected {expected}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise PackError(f"{what} {path} cannot be read: {exc}") from None
+        raise error(f"{what} {path} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise PackError(f"{path} is not valid TOML: {exc}") from None
+        raise error(f"{path} is not valid TOML: {exc}") from None
 
 
 def load_override(path: Path) -> Rubric:

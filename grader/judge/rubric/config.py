@@ -21,15 +21,9 @@ The [late] table is read by grader/judge/rubric/late.py (`load_late_policy`); bo
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 from grader.errors import PackError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 CHECK_IDS = (
     "p1.model_loaded", "p2.model_printed", "p2.diagram", "p3.hooks_every_layer", "p3.hook_site",
@@ -77,17 +71,10 @@ def pack_rubric_tables(assignment=None) -> tuple[str, dict]:
 def read_rubric_file(path: Path) -> dict:
     """The parsed rubric file; RubricError when it is missing, unreadable, not TOML, or has a table other
     than [checks] and [late]."""
+    from grader.spec.rubric import read_toml
+
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise RubricError(f"rubric file {path} does not exist") from None
-    except IsADirectoryError:
-        raise RubricError(f"rubric file {path} is a folder; expected a rubric.toml file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RubricError(f"rubric file {path} cannot be read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RubricError(f"{path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "rubric file", RubricError, expected="a rubric.toml file")
     unknown = sorted(set(data) - set(TABLES))
     if unknown:
         raise RubricError(f"{path}: unknown table or key {', '.join(map(repr, unknown))}; a rubric file has "
