@@ -155,17 +155,18 @@ def tokenizer_from_gpt2_bpe(package: str, dest: Path, folder: str = "data") -> l
     return sorted({*GPT2_BPE_FILES.values(), *(Path(p).name for p in written)})
 
 
-def tokenizer_folder(source, dest: Path) -> list[str]:
+def tokenizer_folder(source, dest: Path, pack_folder: Path | None = None) -> list[str]:
     """The tokenizer files an assignment pack's [model.tokenizer] describes (grader/spec/pack.TokenizerSource:
     package, folder, files, gguf_package), written into dest; their names. A GGUF package: its tokenizer;
-    OpenAI's BPE files (encoder.json, vocab.bpe): GPT-2's tokenizer; anything else: the files, copied."""
+    OpenAI's BPE files (encoder.json, vocab.bpe): GPT-2's tokenizer; anything else: the files, copied from
+    the package's folder, or (no package) from the pack's own folder (a student kit's frozen tokenizer)."""
     if source.gguf_package:
         return tokenizer_from_gguf(source.gguf_package, dest)
-    if not source.package:
-        raise ValueError("expected [model.tokenizer] to name a package or a gguf_package, found neither")
-    if sorted(source.files) == sorted(GPT2_BPE_FILES):
+    if not source.package and not (source.folder and pack_folder is not None):
+        raise ValueError("expected [model.tokenizer] to name a package, a gguf_package or a folder of the pack")
+    if source.package and sorted(source.files) == sorted(GPT2_BPE_FILES):
         return tokenizer_from_gpt2_bpe(source.package, dest, source.folder)
-    folder = package_folder(source.package) / source.folder
+    folder = (package_folder(source.package) if source.package else Path(pack_folder)) / source.folder
     missing = [f for f in source.files if not (folder / f).is_file()]
     if missing:
         raise SourceMissingError(f"expected {', '.join(source.files)} in {folder} (package {source.package!r}); "

@@ -40,7 +40,7 @@ def test_a_new_pack_for_smollm2_with_another_prompt_passes_its_self_test(tmp_pat
     tokens = json.loads((dest / "golden" / "tokens.json").read_text())
     assert pack.n_tokens == len(tokens["ids"]) == len(pack.tokens.labels) < 60
     assert tokens["ids"][0] != tokens["ids"][1] and all(isinstance(i, int) for i in tokens["ids"])
-    task = pack.task_markdown()
+    task = pack.task_markdown
     assert "SmolLM2-135M-Instruct" in task and "LlamaDecoderLayer" in task and "modeling_llama.py" in task
     assert "Qwen" not in task
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".{dest.name}.new-")]  # no staging left

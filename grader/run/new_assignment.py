@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader.errors import UsageError
+from grader.spec.tables import toml_blocks
 
 MODEL_TABLES = ("model", "model.tokenizer", "model.weights", "miniature", "miniature.config")
 SOLUTION = "correct_layer_prehook"  # the fixture catalog's reference-style solution
@@ -71,17 +72,6 @@ def find_model(model_id: str) -> ModelSource:
                      "Face cache (huggingface_hub.try_to_load_from_cache); nothing was written")
 
 
-def _blocks(text: str) -> list[tuple[str | None, str]]:
-    """The TOML text as (table name, text) blocks: the preamble (None), then one per table header line."""
-    out: list[tuple[str | None, list[str]]] = [(None, [])]
-    for line in text.splitlines(keepends=True):
-        m = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?", line)
-        if m:
-            out.append((m.group(1), []))
-        out[-1][1].append(line)
-    return [(name, "".join(lines)) for name, lines in out]
-
-
 def _set_value(block: str, key: str, value: str) -> str:
     """The block with `key = ...` set to the TOML literal `value` (a trailing comment dropped); appended if absent."""
     line = f"{key} = {value}\n"
@@ -100,11 +90,11 @@ def assignment_toml(base_text: str, model_text: str | None, name: str, title: st
                     prompt_block: str | None) -> str:
     """The new assignment.toml: the base file's text with [assignment] name/title, the model's tables and
     [prompt] replaced (the base file's comments kept elsewhere)."""
-    model_blocks = dict(_blocks(model_text)[1:]) if model_text else {}
+    model_blocks = dict(toml_blocks(model_text)[1:]) if model_text else {}
     out = [f"# The assignment {name} on {model_name}, made by `grade new-assignment` from another pack.\n"
            "# grader/spec/pack.py says what each key means.\n\n"]
     placed = False
-    for table, block in _blocks(base_text)[1:]:
+    for table, block in toml_blocks(base_text)[1:]:
         if table == "assignment":
             block = _set_value(_set_value(block, "name", _toml_str(name)), "title", _toml_str(title))
         elif table in MODEL_TABLES and model_text is not None:
@@ -134,7 +124,7 @@ def _stage(dest: Path, base, source: ModelSource, prompt: str | None, title: str
         prompt = base.prompt
     prompt_block = None
     if same_prompt and prompt == model_pack.prompt:
-        prompt_block = dict(_blocks(model_pack.file("assignment.toml").read_text())[1:]).get("prompt")
+        prompt_block = dict(toml_blocks(model_pack.file("assignment.toml").read_text())[1:]).get("prompt")
         if model_pack.prompt_section.file:
             shutil.copyfile(model_pack.file(model_pack.prompt_section.file),
                             staging / model_pack.prompt_section.file)

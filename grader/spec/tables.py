@@ -116,3 +116,27 @@ def only_tables(data: dict, allowed: tuple[str, ...], where: str) -> None:
     if unknown:
         raise PackError(f"{where}: unknown section [{unknown[0]}]; the sections are "
                         + ", ".join(f"[{a}]" for a in allowed))
+
+
+def toml_blocks(text: str) -> list[tuple[str | None, str]]:
+    """A TOML file's text as (table name, text) blocks, comments kept: the preamble (None), then one block
+    per table header line. For writing a pack file with one table replaced (`grade new-assignment`, the
+    student kit), never for reading one."""
+    import re
+
+    out: list[tuple[str | None, list[str]]] = [(None, [])]
+    for line in text.splitlines(keepends=True):
+        m = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?", line)
+        if m:
+            out.append((m.group(1), []))
+        out[-1][1].append(line)
+    return [(name, "".join(lines)) for name, lines in out]
+
+
+def replace_table(text: str, table: str, block: str) -> str:
+    """The TOML text with the block of `table` (its header line and what follows up to the next table)
+    replaced by `block`; ValueError when the text has no such table."""
+    blocks = toml_blocks(text)
+    if table not in [name for name, _ in blocks]:
+        raise ValueError(f"no [{table}] table to replace")
+    return "".join(block if name == table else b for name, b in blocks)
