@@ -109,21 +109,32 @@ def assignment_toml(base_text: str, model_text: str | None, name: str, title: st
 
 
 def _stage(dest: Path, base, source: ModelSource, prompt: str | None, title: str | None) -> Path:
-    """The new pack, written into a staging folder beside dest and validated; its folder."""
-    from grader.spec.pack import GOLDEN_FOLDER, load_pack
+    """The new pack, written into a staging folder beside dest and validated; its folder (removed again
+    when anything fails)."""
+    from grader.spec.pack import load_pack
 
-    model_pack = source.pack
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.new-", dir=dest.parent))
+    try:
+        _fill(staging, base, source.pack, prompt, title, dest.name)
+        load_pack(staging)  # PackError (a UsageError) names what is wrong
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a refusal writes nothing
+        raise
+    return staging
+
+
+def _fill(staging: Path, base, model_pack, prompt: str | None, title: str | None, name: str) -> None:
+    """The new pack's files, written into staging: the base pack's, the model pack's model/ and tables."""
+    from grader.spec.pack import GOLDEN_FOLDER
+
     shutil.copytree(base.folder, staging, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns(GOLDEN_FOLDER, base.info.notebook, "__pycache__"))
     model_dir = Path(model_pack.model.config).parent
     shutil.rmtree(staging / model_dir, ignore_errors=True)
     shutil.copytree(model_pack.folder / model_dir, staging / model_dir)
-    same_prompt = prompt is None or prompt == model_pack.prompt
-    if prompt is None:
-        prompt = base.prompt
+    prompt = base.prompt if prompt is None else prompt
     prompt_block = None
-    if same_prompt and prompt == model_pack.prompt:
+    if prompt == model_pack.prompt:
         prompt_block = dict(toml_blocks(model_pack.file("assignment.toml").read_text())[1:]).get("prompt")
         if model_pack.prompt_section.file:
             shutil.copyfile(model_pack.file(model_pack.prompt_section.file),
@@ -134,10 +145,8 @@ def _stage(dest: Path, base, source: ModelSource, prompt: str | None, title: str
     (staging / base.info.task).write_text(task_text(base, model_pack))
     title = title or f"The residual stream of {model_pack.model.name} on the unit sphere"
     text = assignment_toml(base.file("assignment.toml").read_text(), model_pack.file("assignment.toml").read_text(),
-                           dest.name, title, model_pack.model.name, prompt_block)
+                           name, title, model_pack.model.name, prompt_block)
     (staging / "assignment.toml").write_text(text)
-    load_pack(staging)  # PackError (a UsageError) names what is wrong
-    return staging
 
 
 def task_text(base, model_pack) -> str:
