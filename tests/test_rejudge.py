@@ -1,9 +1,10 @@
 """`grade rejudge OUT`: judge the stored executions again without running a notebook, and
 `grade PATHS --only ID...`: execute again only the named submissions inside an existing --out.
 
-No notebook is graded for these tests alone: each works on a copy of four submissions of the catalog
+The rejudge tests grade no notebook of their own: each works on a copy of four submissions of the catalog
 batch (tests/conftest.py `batch`, shared with test_grading.py and others): two correct ones, one hooking
-the MLP output and the Canvas-named late one, with the batch's grading.json.
+the MLP output and the Canvas-named late one, with the batch's grading.json. The last test grades one
+notebook of the batch again and finds the same results.json (the kernel is seeded).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import shutil
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 
+from fixtures.notebooks import build
 from grader.cli import main
 
 from tests.conftest import CANVAS_ID
@@ -189,3 +192,17 @@ def test_rejudge_judges_the_stored_carried_run_and_runs_none(copy):
     assert any("--only wrong_site_mlp" in n and "not judged again on correct captures" in n
                for n in after["extra_data"]["notes"]), after["extra_data"]["notes"]
     assert after["score"] == before["score"]  # its own Part 5 passed: nothing was credited from the carried run
+
+
+def test_grading_a_notebook_again_gives_the_same_results_json(batch, tmp_path):
+    """The kernel is seeded before the first cell (probe.seed_everything): torch.pca_lowrank, which draws
+    random numbers, gives the same projections, feedback and results.json on a second run."""
+    src = tmp_path / "again"
+    src.mkdir()
+    name = "correct_pca_lowrank"
+    nbformat.write(build(name), str(src / f"{name}.ipynb"))
+    out = tmp_path / "grading"
+    assert main([str(src), "--out", str(out), "--workers", "1", "--no-report"]) == 0
+    first, again = (untimed((d / name / "results.json").read_bytes()) for d in (batch, out))
+    assert again == first, (f"{name} graded twice gave different results.json (timings aside): "
+                            f"first {json.dumps(first)[:400]}, again {json.dumps(again)[:400]}")

@@ -28,6 +28,7 @@ class ExecuteConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     keep_workdir: bool = False  # for debugging
     remap_cuda: bool = True  # run CUDA code on the CPU (False when the grader has a GPU: nothing is remapped)
+    seed: int = 0  # random, numpy and torch seeded with it before the first cell: a rerun gives the same results.json
     fast_plot: bool = True  # draw 3-D text labels blank (fastplot.py: same frames, sizes, errors); False: full render
 
     def to_json(self) -> dict:
@@ -69,6 +70,7 @@ def kernel_env(cfg: ExecuteConfig, workdir: Path) -> dict[str, str]:
         "MKL_NUM_THREADS": threads,
         "OPENBLAS_NUM_THREADS": threads,
         "TQDM_DISABLE": "1",
+        "PYTHONHASHSEED": str(cfg.seed),  # set and dict-of-str order fixed, as the seed fixes the random draws
     })
     if cfg.hf_home:
         env["HF_HOME"] = str(cfg.hf_home)

@@ -150,7 +150,8 @@ class Executor:
     def _execute(self, sub: Submission, nb, workdir: Workdir, out_dir: Path, rec: ExecutionRecord) -> None:
         workdir.stage(sub.attachments)
         probe_cfg = {"nonce": secrets.token_hex(8), "out_dir": str(workdir.probe_out),
-                     "max_extract_bytes": self.cfg.max_extract_bytes, "num_layers": self.cfg.num_layers}
+                     "max_extract_bytes": self.cfg.max_extract_bytes, "num_layers": self.cfg.num_layers,
+                     "seed": self.cfg.seed}
         with self._kernel_session(nb, workdir) as kernel:
             env_cfg = {"remap_cuda": self.cfg.remap_cuda, "workdir": str(workdir.path), "nonce": probe_cfg["nonce"]}
             try:
