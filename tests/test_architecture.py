@@ -127,3 +127,67 @@ def test_no_module_over_400_lines():
 def test_grader_top_level_is_small():
     top = sorted(p.name for p in (REPO / "grader").glob("*.py"))
     assert len(top) <= 8, top
+
+
+# (file, value) pairs that name Qwen3 or the numbers 36/404 in code for another reason than the model
+NOT_THE_MODEL = {
+    ("grader/settings.py", "qwen3-interp-grader"), ("grader/settings.py", "qwen3-interp-selfcheck"),  # the project's
+    ("grader/run/kit.py", "qwen3-interp-selfcheck"), ("miniature/hf_cache.py", "qwen3-interp-grader"),  # names
+    ("grader/report/manual_points.py", "qwen3-interp-grader/manual-v1"),  # file-format tags
+    ("grader/judge/golden.py", "qwen3-interp-grader/frozen-golden-v1"),
+    ("grader/execute/sandbox.py", "/var/lib/qwen3-interp-grader"),
+    ("grader/spec/pack.py", "sphere-qwen3"),  # the default pack's name
+    ("grader/families/__init__.py", "qwen3"),  # the registry imports each family module
+    ("grader/manual/review.py", 404),  # HTTP Not Found
+    ("reference/dynamics.py", "the default assignment pack's prompt (grader/packs/sphere-qwen3/prompt.txt), "
+                              "the model's own tokenizer, no chat template"),  # where the panel's prompt came from
+}
+
+
+def model_names_in_code(path: Path) -> list[tuple[int, object]]:
+    """(line, value) of every Qwen3 spelled in code (names, attributes, imports, strings that are not
+    docstrings) and every integer literal 36 or 404."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    found = []
+    for node in ast.walk(tree):
+        words: list[object] = []
+        if isinstance(node, ast.Constant) and id(node) not in docstrings:
+            if isinstance(node.value, str):
+                words.append(node.value)
+            elif type(node.value) is int and node.value in (36, 404):
+                found.append((node.lineno, node.value))
+        elif isinstance(node, ast.Name):
+            words.append(node.id)
+        elif isinstance(node, ast.Attribute):
+            words.append(node.attr)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            words.append(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            words += [a.name for a in node.names] + ([node.module] if getattr(node, "module", None) else [])
+        found += [(node.lineno, w) for w in words if "qwen3" in str(w).lower()]
+    return found
+
+
+def test_only_the_qwen3_family_and_its_pack_name_the_model():
+    """Outside grader/families/qwen3.py and the packs, no code names Qwen3, 36 layers or 404 tokens:
+    the model and the prompt come from the pack (comments and docstrings may use them as examples)."""
+    hits = []
+    for pkg in ("grader", "reference", "miniature"):
+        for path in sorted((REPO / pkg).rglob("*.py")):
+            rel = path.relative_to(REPO).as_posix()
+            if rel == "grader/families/qwen3.py" or rel.startswith("grader/packs/"):
+                continue
+            hits += [f"{rel}:{line}: {value!r}" for line, value in model_names_in_code(path)
+                     if (rel, value) not in NOT_THE_MODEL]
+    assert not hits, "the model or its sizes spelled in code outside its family module and pack:\n" + "\n".join(hits)
+
+
+def test_the_model_name_scan_sees_code_and_not_docstrings(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text('"""Qwen3 with 36 layers."""\nfrom transformers import Qwen3Model\nN = 36\ndef f():\n'
+                   '    """404 tokens, Qwen3."""\n    return "qwen3" + str(404)  # Qwen3\n')
+    assert sorted(model_names_in_code(src), key=str) == sorted(
+        [(2, "Qwen3Model"), (3, 36), (6, "qwen3"), (6, 404)], key=str)

@@ -16,6 +16,7 @@ from fixtures.notebooks import build
 from grader.cli import main
 from grader.run import footprint as F
 from grader.settings import Settings
+from grader.spec.pack import load_pack
 
 PACKS = Path(__file__).resolve().parents[1] / "grader" / "packs"
 QWEN3_4B = PACKS / "sphere-qwen3" / "model"
@@ -60,7 +61,7 @@ def test_parameter_count_of_an_untied_config():
 def test_estimate_at_qwen3_4b_shape():
     shape = F.model_shape(str(QWEN3_4B))
     assert shape.stored_dtype == "bfloat16" and shape.layers == 36
-    fp = F.estimate(shape)
+    fp = F.estimate(shape, load_pack().n_tokens)  # the default pack's prompt: 404 tokens
     assert 14.98 * F.GiB < fp.kernel < 18 * F.GiB  # the float32 weights and ~1-2 GiB more
     assert fp.golden > shape.weight_bytes("float32") + 7 * 36 * 404 * 2560 * 4  # weights + every site
     assert fp.needed(1) < 23.5 * F.GiB < fp.needed(2)  # this project's 2-core machine: one worker

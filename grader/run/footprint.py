@@ -31,7 +31,6 @@ from grader.errors import UsageError
 GiB = 1 << 30
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 PLAN_DTYPE = "float32"
-TOKENS = 404  # the default pack's prompt; a run plans with its own pack's (plan_settings)
 KERNEL_RUNTIME = int(0.8 * GiB)  # python, torch, transformers, ipykernel, matplotlib, the recorder
 GRADER_RUNTIME = int(0.6 * GiB)  # the grade process between goldens (torch imported, golden freed)
 WORKER_RUNTIME = int(0.3 * GiB)  # a worker while its kernel runs (no torch)
@@ -134,7 +133,7 @@ class Footprint:
         return self.grader + workers * self.worker + max(workers * fp32, self.shared + workers * bf16)
 
 
-def estimate(shape: ModelShape, tokens: int = TOKENS) -> Footprint:
+def estimate(shape: ModelShape, tokens: int) -> Footprint:
     captured = shape.layers * tokens * shape.hidden * 4  # one float32 capture per layer
     all_sites = 7 * captured  # the golden's seven sites per layer
     logits = tokens * shape.vocab * 4
@@ -201,13 +200,18 @@ class WorkerPlan:
 
 
 def plan_workers(model: str, workers: int, memory_bytes: int | None = None,
-                 available: tuple[int | None, str] | None = None, tokens: int = TOKENS) -> WorkerPlan:
-    """How many of `workers` fit in memory for `model` (see the module doc); UsageError when none does."""
+                 available: tuple[int | None, str] | None = None, tokens: int | None = None) -> WorkerPlan:
+    """How many of `workers` fit in memory for `model` (see the module doc); UsageError when none does.
+    `tokens`: the prompt's length (default: the default pack's)."""
     from grader.settings import TINY
 
     shape = None if model == TINY else model_shape(model)
     if shape is None:
         return WorkerPlan(workers)
+    if tokens is None:
+        from grader.spec.pack import load_pack
+
+        tokens = load_pack().n_tokens
     fp = estimate(shape, tokens)
     free, where = available if available is not None else available_memory()
     if free is None:

@@ -40,7 +40,7 @@ python3 -m venv /autograder/venv
 pip install -q --upgrade pip
 pip install -q torch --index-url https://download.pytorch.org/whl/cpu
 pip install -q /autograder/source
-python -m miniature.hf_cache  # build the miniature Qwen3-4B once, at image build time
+python -m miniature.hf_cache  # build the default pack's miniature once, at image build time
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash

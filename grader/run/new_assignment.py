@@ -200,6 +200,7 @@ def self_test(folder: Path, log=print) -> tuple[bool, str]:
         for name, nb in notebooks.items():
             nbformat.write(nb, str(subs / f"{name}.ipynb"))
         out = Path(tmp) / "out"
+        log(f"self-test: grading {SOLUTION} and {MISTAKE} on the pack's miniature (about a minute)")
         settings = Settings(assignment=str(folder), workers=2, report=False)
         outcomes = grade_paths([subs], out, settings, class_outputs=False, log=lambda *a, **k: None)
         said, ok = [], True
