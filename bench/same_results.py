@@ -3,7 +3,8 @@
     python bench/same_results.py BEFORE_OUT AFTER_OUT
 
 Reads BEFORE_OUT/<id>/results.json and AFTER_OUT/<id>/results.json for every submission id in either,
-drops the one timing field (`execution_time`: execution + judging seconds), and prints a unified diff
+drops the timing fields (`execution_time`: execution + judging seconds; `extra_data.execution_seconds`:
+the kernel's run), and prints a unified diff
 of the pretty-printed JSON of each submission that differs, and the ids found on one side only.
 Prints nothing and exits 0 when every results.json is the same; exits 1 otherwise. Used for issue 16's
 "same results before and after" and for a rerun's reproducibility (the kernel is seeded:
@@ -17,15 +18,19 @@ import json
 import sys
 from pathlib import Path
 
-TIMING = ("execution_time",)  # the only field of results.json that may differ between two runs
+TIMING = (("execution_time",), ("extra_data", "execution_seconds"))  # the fields two runs may differ in
 
 
 def results(out: Path) -> dict[str, dict]:
     found = {}
     for path in sorted(out.glob("*/results.json")):
         data = json.loads(path.read_text())
-        for key in TIMING:
-            data.pop(key, None)
+        for *parents, key in TIMING:
+            holder = data
+            for name in parents:
+                holder = holder.get(name) if isinstance(holder, dict) else None
+            if isinstance(holder, dict):
+                holder.pop(key, None)
         found[path.parent.name] = data
     return found
 
