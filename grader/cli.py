@@ -104,14 +104,14 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
                    "(default: the one recorded in DIR/grading.json)")
     p.add_argument("--require-manual", action="store_true",
                    help="refuse to write grades.csv while manual checks are not graded")
-    p = parsers["rejudge"] = argparse.ArgumentParser(
-        prog="grade rejudge", description="Judge the executions stored in DIR again (extracted.npz, execution.json, "
-        "executed.ipynb, files/), without running any notebook: rewrite each results.json, report and the class "
-        "outputs. The TAs' manual points (manual.json) are kept. Use it after changing the rubric.")
+    p = parsers["rejudge"] = argparse.ArgumentParser(prog="grade rejudge", description="Judge the executions stored "
+        "in DIR again (extracted.npz, execution.json, executed.ipynb, files/), without running any notebook: rewrite each "
+        "results.json, report and the class outputs. The TAs' manual points (manual.json) are kept.")
     p.add_argument("dir", type=Path)
     p.add_argument("--rubric", type=Path, help="a rubric.toml to judge with (default: the one recorded in "
                    "DIR/grading.json); recorded there for later verbs")
     p.add_argument("--only", nargs="+", metavar="ID", help="re-judge only these submissions (folder names in DIR)")
+    p.add_argument("--workers", type=int, help="judging processes (default: the batch's, 4+ submissions each)")
     _canvas_option(p)
     p = parsers["manual"] = argparse.ArgumentParser(prog="grade manual", description="The TA's manual checks as a "
                                                     "CSV: export one to fill in, import it back into DIR/manual.json.")
@@ -318,7 +318,7 @@ def run_verb(verb: str, args: argparse.Namespace) -> int:
     if verb == "rejudge":
         from grader.run.rejudge import rejudge
 
-        rejudge(args.dir, rubric=args.rubric, only=args.only, canvas_assignment=args.canvas_assignment)
+        rejudge(args.dir, args.rubric, args.only, args.canvas_assignment, workers=args.workers)
         return EXIT_OK
     if verb == "manual":
         from grader.manual.csvio import CsvImportError

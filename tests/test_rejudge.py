@@ -101,6 +101,16 @@ def test_rejudge_without_a_change_is_identical_apart_from_timings_and_fast(copy,
     assert seconds < budget, (seconds, budget * 10)
 
 
+def test_rejudge_in_two_processes_writes_what_one_process_writes(copy):
+    before, csv_before = results(copy), (copy / "grades.csv").read_bytes()
+    assert main(["rejudge", str(copy), "--workers", "2"]) == 0
+    after = results(copy)
+    assert sorted(after) == sorted(before)
+    for sid in before:
+        assert untimed_bytes(after[sid]) == untimed_bytes(before[sid]), sid
+    assert (copy / "grades.csv").read_bytes() == csv_before
+
+
 def untimed_bytes(raw: bytes) -> bytes:
     """results.json's bytes with the value of execution_time blanked."""
     blanked, n = re.subn(rb'"execution_time": [0-9.eE+-]+', b'"execution_time": _', raw)

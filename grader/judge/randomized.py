@@ -61,9 +61,11 @@ class RandomizedFit:
                 f"(torch.pca_lowrank(q=3) captures {low:.1%}-{high:.1%} here)")
 
 
-def _cross(s: np.ndarray) -> np.ndarray:
-    x, y, z = s
-    return np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])  # [3, 3]: cross(s, v) = _cross(s) @ v
+def _cross(sphere: np.ndarray) -> np.ndarray:
+    """[N, 3, 3], token i's cross-product matrix: cross(s_i, v) = _cross(sphere)[i] @ v, for sphere [3, N]."""
+    x, y, z = sphere
+    zero = np.zeros_like(x)
+    return np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], 1)
 
 
 def fit(x: np.ndarray, sphere: np.ndarray, median_deg: float, p95_deg: float) -> RandomizedFit:
@@ -85,7 +87,9 @@ def fit(x: np.ndarray, sphere: np.ndarray, median_deg: float, p95_deg: float) ->
 
 def _fit(scores: np.ndarray, best: float, sphere: np.ndarray) -> tuple[float, float, float, float]:
     """(median and 95th-percentile angle of the fit, its isotropy, the variance its subspace captures / best)."""
-    system = np.concatenate([np.kron(_cross(s), y[None, :]) for s, y in zip(sphere.T, scores)])  # [3N, 3r]
+    n, r = scores.shape
+    # token i's 3 rows: kron(_cross(s_i), y_i), i.e. [a, b * r + k] = cross_i[a, b] * y_i[k]
+    system = (_cross(sphere)[:, :, :, None] * scores[:, None, None, :]).reshape(3 * n, 3 * r)  # [3N, 3r]
     b = np.linalg.svd(system, full_matrices=False)[2][-1].reshape(3, -1)  # [3, r], up to scale and sign
     points = b @ scores.T  # [3, N]
     if np.sum(points * sphere) < 0:

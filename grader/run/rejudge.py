@@ -45,12 +45,51 @@ def stored_carry(out_dir: Path, settings: Settings):
     return carry
 
 
+MIN_PER_WORKER = 4  # submissions a worker process judges at least (its start-up and golden load pay off)
+
+_worker_store = None  # a worker process's golden store, loaded once by _start_worker
+
+
+def _start_worker(settings: Settings) -> None:
+    global _worker_store
+    _worker_store = settings.golden_store()
+    _worker_store.get()
+
+
+def judge_one(out_dir: Path, settings: Settings, checks: dict, store=None) -> tuple[str, str, str, float, float]:
+    """Judge one stored execution again (in this process or a worker's): (id, execution status, status, score,
+    max score)."""
+    from grader.pipeline import conclude
+
+    sid = out_dir.name
+    info = SubmissionInfo.from_json(read_json(SubmissionDir(out_dir).submission), sid)
+    status = read_execution(SubmissionDir(out_dir).execution).status
+    grade = conclude(info, out_dir, settings, store or _worker_store, checks, stored_carry(out_dir, settings))
+    return sid, str(status), str(grade.status), grade.score, grade.max_score
+
+
+def judged(dirs: list[Path], settings: Settings, checks: dict, store, workers: int):
+    """judge_one of every folder, in `workers` processes (this one when 1); yields as each finishes."""
+    if workers <= 1:
+        for out_dir in dirs:
+            yield judge_one(out_dir, settings, checks, store)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn: a fresh interpreter, not a fork of this one (torch may have started threads here)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                             initargs=(settings,)) as pool:
+        for future in as_completed([pool.submit(judge_one, d, settings, checks) for d in dirs]):
+            yield future.result()
+
+
 def rejudge(out: Path, rubric: Path | None = None, only: list[str] | None = None,
-            canvas_assignment: str | None = None, log=log_line) -> list[str]:
+            canvas_assignment: str | None = None, log=log_line, workers: int | None = None) -> list[str]:
     """Judge again every finished submission in OUT (or those in `only`), write the class outputs; returns the
     ids re-judged. UsageError (nothing written) for a folder that is not a graded batch, an unknown id in
-    `only`, or a bad rubric."""
-    from grader.pipeline import conclude
+    `only`, or a bad rubric. `workers`: judging processes (default: the batch's --workers, with at least
+    MIN_PER_WORKER submissions each)."""
     from grader.report.gradebook import DEFAULT_ASSIGNMENT, write_class_outputs
     from grader.errors import UsageError
 
@@ -65,6 +104,8 @@ def rejudge(out: Path, rubric: Path | None = None, only: list[str] | None = None
     problems = rubric_problems(settings.rubric)
     if problems:
         raise UsageError("; ".join(problems) + " (nothing was written)")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers (judging processes) must be a whole number >= 1, found {workers} (nothing was written)")
     known = {d.name: d for d in dirs if rejudgeable(d)}
     if only:
         unknown = [sid for sid in only if sid not in known]
@@ -79,13 +120,12 @@ def rejudge(out: Path, rubric: Path | None = None, only: list[str] | None = None
     log(f"rejudging {len(ids)} submission(s) in {out}/ against the golden of {golden.model_id} "
         f"(rubric {settings.rubric or 'default'}); no notebook runs")
     checks = settings.load_rubric()
-    for n, sid in enumerate(ids, 1):
-        out_dir = known[sid]
-        info = SubmissionInfo.from_json(read_json(SubmissionDir(out_dir).submission), sid)
-        status = read_execution(SubmissionDir(out_dir).execution).status
-        grade = conclude(info, out_dir, settings, store, checks, stored_carry(out_dir, settings))
-        log(f"[{n}/{len(ids)}] {sid:<40} {grade.status:<15} {grade.score:g}/{grade.max_score:g}"
-            + ("" if status == grade.status else f" (execution status {status})"))
+    if workers is None:
+        workers = min(settings.workers, len(ids) // MIN_PER_WORKER)
+    for n, (sid, ran, status, score, max_score) in enumerate(
+            judged([known[sid] for sid in ids], settings, checks, store, max(1, workers)), 1):
+        log(f"[{n}/{len(ids)}] {sid:<40} {status:<15} {score:g}/{max_score:g}"
+            + ("" if ran == status else f" (execution status {ran})"))
     if record is None or rubric is not None or canvas_assignment != record.canvas_assignment:
         RunRecord.of(settings, canvas_assignment).write(out)  # later verbs use what this rejudge applied
     written = write_class_outputs(out, canvas_assignment=canvas_assignment, rubric=settings.rubric)
