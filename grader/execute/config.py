@@ -70,7 +70,7 @@ def kernel_env(cfg: ExecuteConfig, workdir: Path) -> dict[str, str]:
         "MKL_NUM_THREADS": threads,
         "OPENBLAS_NUM_THREADS": threads,
         "TQDM_DISABLE": "1",
-        "PYTHONHASHSEED": str(cfg.seed),  # set and dict-of-str order fixed, as the seed fixes the random draws
+        "PYTHONHASHSEED": str(cfg.seed),  # the order of a set of strings fixed, as the seed fixes the random draws
     })
     if cfg.hf_home:
         env["HF_HOME"] = str(cfg.hf_home)

@@ -21,6 +21,7 @@ Reads the captures [N, d] and the student's sphere points [3, N]; writes nothing
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,7 @@ SCORE_RANK = 128  # principal scores the fit may use (a 3 x r unknown; 2 equatio
 ISOTROPY_MIN = 0.95  # smallest / largest singular value of the fitted projection
 SEEDS = 8  # torch.pca_lowrank runs that set the bound
 DEFICIT_FACTOR = 2.0  # the student may lose up to this many times the variance the worst of those runs loses
+KEPT = 512  # captures whose principal scores and pca_lowrank range are kept in a process (every layer of a few goldens)
 
 
 @dataclass
@@ -68,20 +70,45 @@ def _cross(sphere: np.ndarray) -> np.ndarray:
     return np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], 1)
 
 
+@dataclass
+class _Captures:
+    """What the fit needs of one layer's captures, whoever's points are judged against them."""
+
+    scores: np.ndarray  # [N, r]: the top-r principal scores of the centred captures
+    best: float  # the variance the exact top 3 capture
+    lowrank: tuple[float, float] | None = None  # lowrank_range, once a fit needed it
+
+
+_kept: dict[bytes, _Captures] = {}  # digest of the captures -> _Captures: every student judged on a golden shares it
+
+
+def _captures(x: np.ndarray) -> tuple[np.ndarray, _Captures]:
+    """The centred captures [N, d] and their _Captures, computed once per process for the same captures
+    (a pure function of them: the same SVD, the same seeded pca_lowrank runs)."""
+    centred = x - x.mean(axis=0, keepdims=True)  # [N, d]
+    key = hashlib.blake2b(repr(x.shape).encode() + x.tobytes(), digest_size=16).digest()
+    found = _kept.get(key)
+    if found is None:
+        u, sv, _ = np.linalg.svd(centred, full_matrices=False)  # u [N, R], sv [R]
+        r = int(min(SCORE_RANK, np.sum(sv > sv[0] * 1e-9)))
+        found = _Captures(scores=u[:, :r] * sv[:r], best=float(np.sum(sv[:3] ** 2)))
+        if len(_kept) >= KEPT:
+            _kept.pop(next(iter(_kept)))
+        _kept[key] = found
+    return centred, found
+
+
 def fit(x: np.ndarray, sphere: np.ndarray, median_deg: float, p95_deg: float) -> RandomizedFit:
     """Fit the student's sphere points [3, N] as a projection of the captures x [N, d]; the fit must be within
     median_deg / p95_deg (the token-angle test's tolerances) for the torch.pca_lowrank bound to be computed."""
-    x = np.asarray(x, np.float64)
-    centred = x - x.mean(axis=0, keepdims=True)  # [N, d]
     with threadpool_limits(1, user_api="blas"):
-        u, sv, _ = np.linalg.svd(centred, full_matrices=False)  # u [N, R], sv [R]
-        r = int(min(SCORE_RANK, np.sum(sv > sv[0] * 1e-9)))
-        scores = u[:, :r] * sv[:r]  # [N, r]
-        best = float(np.sum(sv[:3] ** 2))
-        med, p95, iso, captured = _fit(scores, best, np.asarray(sphere, np.float64))
+        centred, caps = _captures(np.asarray(x, np.float64))
+        med, p95, iso, captured = _fit(caps.scores, caps.best, np.asarray(sphere, np.float64))
         result = RandomizedFit(median_deg=med, p95_deg=p95, isotropy=iso, captured=captured)
         if med <= median_deg and p95 <= p95_deg and iso >= ISOTROPY_MIN:
-            result.lowrank_range = lowrank_range(centred, scores, best)
+            if caps.lowrank is None:
+                caps.lowrank = lowrank_range(centred, caps.scores, caps.best)
+            result.lowrank_range = caps.lowrank
     return result
 
 
